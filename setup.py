@@ -1,0 +1,39 @@
+"""speechbrain-turbo: Turbo multi-modal contrastive classification for
+SpeechBrain (arXiv 2409.09282).
+"""
+
+from setuptools import find_packages, setup
+
+setup(
+    name="speechbrain-turbo",
+    version="0.1.0",
+    description=(
+        "Turbo: twin-pass in-modal and cross-modal contrastive learning for "
+        "audio + text classification, as a SpeechBrain plugin"
+    ),
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    license="Apache-2.0",
+    packages=find_packages(include=["speechbrain_turbo*"]),
+    python_requires=">=3.9",
+    install_requires=[
+        "speechbrain>=1.1,<1.2",
+        # 2.14.1 + torchaudio 2.11.0 is the working pair on our CI machine.
+        "torch>=2.1,<=2.14.1",
+        "torchaudio>=2.1",
+        "transformers>=4.40",
+        "hyperpyyaml>=1.2",
+        "sentencepiece>=0.1.99",
+        "scikit-learn>=1.2",
+        "matplotlib>=3.5",
+        "soundfile>=0.12",
+    ],
+    extras_require={
+        "demo": ["espeakng-loader>=0.2.4"],
+        "dev": [
+            "espeakng-loader>=0.2.4",
+            "pytest>=7",
+            "ruff>=0.6",
+        ],
+    },
+)

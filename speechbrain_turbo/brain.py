@@ -1,0 +1,313 @@
+"""TurboBrain: a SpeechBrain Brain that trains a multi-modal classifier with
+the Turbo twin pass (two dropout views per batch) and the Turbo objective.
+
+The hparams it reads:
+
+- ``modalities``: list of modality names, e.g. ``[audio, text]``. Batch item
+  ``<m>`` (a ``PaddedData``) feeds module ``<m>_encoder`` (a
+  :class:`speechbrain_turbo.models.ModalityEncoder`); ``<m>_projection`` maps
+  its embedding into the contrastive space.
+- modules ``fusion`` (list of embeddings -> vector), ``classifier`` (logits)
+  and ``turbo_loss`` (:class:`speechbrain_turbo.losses.TurboLoss`).
+- ``turbo_weight`` (float) and ``twin_pass`` (True, False or "sequential").
+  ``turbo_weight: 0`` with ``twin_pass: False`` is the plain cross-entropy
+  baseline on the same code path.
+- optional: ``mask_repeated_transcripts`` (default True): rows with the same
+  normalised transcript are not each other's negatives; ``lr_annealing``
+  (an epoch scheduler, e.g. ``LinearScheduler``); ``label_encoder``;
+  ``train_logger``; ``output_folder`` for the test reports.
+
+Authors
+ * speechbrain-turbo contributors
+"""
+
+import json
+import os
+
+import speechbrain as sb
+import torch
+import torch.nn.functional as F
+from speechbrain.utils.logger import get_logger
+
+from speechbrain_turbo.dataio import transcript_group_ids
+from speechbrain_turbo.metrics import (
+    classification_metrics,
+    write_confusion_matrix,
+)
+
+logger = get_logger(__name__)
+
+TWIN_PASS_MODES = (True, False, "sequential")
+
+
+class TurboBrain(sb.Brain):
+    """Brain for Turbo: twin pass in training, one pass in evaluation.
+
+    The loss is ``(CE(view 1) + CE(view 2)) / 2 + turbo_weight * Turbo``.
+    The best checkpoint is chosen on validation UA only.
+
+    Arguments
+    ---------
+    *args, **kwargs
+        As for ``speechbrain.Brain``.
+
+    Example
+    -------
+    >>> from speechbrain_turbo.brain import TurboBrain
+    >>> TWIN_PASS_MODES
+    (True, False, 'sequential')
+    """
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._check_config()
+        self._warned_identical = set()
+
+    def _check_config(self):
+        """Fails early, naming the hparams key, on an inconsistent setup."""
+        twin_pass = self.hparams.twin_pass
+        if twin_pass not in TWIN_PASS_MODES:
+            raise ValueError(
+                f"hparams key twin_pass must be True, False or sequential, "
+                f"got {twin_pass!r}"
+            )
+        if not self.modalities:
+            raise ValueError("hparams key modalities lists no modality")
+        needed = [f"{m}_encoder" for m in self.modalities]
+        needed += ["fusion", "classifier"]
+        if self.turbo_weight > 0:
+            if not twin_pass:
+                raise ValueError(
+                    f"turbo_weight={self.turbo_weight} needs two views: set "
+                    "twin_pass to True or sequential (or turbo_weight to 0 "
+                    "for the cross-entropy baseline)"
+                )
+            needed += [f"{m}_projection" for m in self.modalities]
+            needed.append("turbo_loss")
+        missing = [name for name in needed if name not in self.modules]
+        if missing:
+            raise ValueError(
+                f"hparams modules lacks {missing}, needed by modalities "
+                f"{self.modalities} with turbo_weight={self.turbo_weight}"
+            )
+
+    @property
+    def modalities(self):
+        """The modality names, in fusion order."""
+        return list(self.hparams.modalities)
+
+    @property
+    def turbo_weight(self):
+        """Weight of the contrastive term (0 disables it)."""
+        return float(self.hparams.turbo_weight)
+
+    def compute_forward(self, batch, stage):
+        """Encodes every modality and classifies the fused embeddings.
+
+        The twin pass (training only): the batch goes through the network
+        as ONE forward over ``[batch; batch]`` (2B rows), so dropout draws
+        independent masks for the two copies; the outputs split into two
+        views of every modality's embedding and two class predictions.
+        ``twin_pass: sequential`` runs two B-row forwards instead.
+
+        Arguments
+        ---------
+        batch : PaddedBatch
+            Holds one ``PaddedData`` per modality name, and ``label``.
+        stage : sb.Stage
+            TRAIN, VALID or TEST.
+
+        Returns
+        -------
+        dict
+            ``logits``: ``[V * B, C]``, view-major, with V = 2 for the twin
+            pass, else 1; ``views``: modality -> (view 1, view 2) projected
+            embeddings, or None when the Turbo term is off.
+        """
+        batch = batch.to(self.device)
+        twin = stage == sb.Stage.TRAIN and bool(self.hparams.twin_pass)
+        if twin and self.hparams.twin_pass == "sequential":
+            passes = [self._embed(batch, 1), self._embed(batch, 1)]
+            embeddings = {
+                m: torch.cat([p[m] for p in passes]) for m in self.modalities
+            }
+        else:
+            embeddings = self._embed(batch, 2 if twin else 1)
+
+        fused = self.modules.fusion([embeddings[m] for m in self.modalities])
+        logits = self.modules.classifier(fused)
+
+        views = None
+        if twin and self.turbo_weight > 0:
+            views = {
+                m: self.modules[f"{m}_projection"](embeddings[m]).chunk(2)
+                for m in self.modalities
+            }
+        return {"logits": logits, "views": views}
+
+    def _embed(self, batch, num_views):
+        """Pooled ``[num_views * B, D]`` embedding of each modality."""
+        return {
+            m: self.modules[f"{m}_encoder"](*batch[m], num_views=num_views)
+            for m in self.modalities
+        }
+
+    def compute_objectives(self, predictions, batch, stage):
+        """Cross-entropy over all views plus the weighted Turbo term.
+
+        Arguments
+        ---------
+        predictions : dict
+            Output of :meth:`compute_forward`.
+        batch : PaddedBatch
+            Holds ``label`` (class ids) and ``transcript`` (strings).
+        stage : sb.Stage
+            TRAIN, VALID or TEST.
+
+        Returns
+        -------
+        torch.Tensor
+            The loss to minimise (CE alone outside training).
+        """
+        labels = batch.label.data.reshape(-1)
+        logits = predictions["logits"]
+        num_views = logits.shape[0] // labels.shape[0]
+        # The mean over the V * B rows equals the mean of the V views' CEs.
+        ce = F.cross_entropy(logits.float(), labels.repeat(num_views))
+        if stage != sb.Stage.TRAIN:
+            self.predicted.append(logits.argmax(dim=-1).cpu())
+            self.targets.append(labels.cpu())
+            return ce
+
+        loss = ce
+        terms = {"CE": ce}
+        if predictions["views"] is not None:
+            self._warn_if_views_identical(predictions["views"])
+            turbo = self.modules.turbo_loss(
+                predictions["views"],
+                labels=labels,
+                groups=self._negative_groups(batch),
+            )
+            loss = ce + self.turbo_weight * turbo["loss"]
+            terms.update(
+                in_modal=turbo["in_modal"],
+                cross_modal=turbo["cross_modal"],
+                inverse_temperature=turbo["inverse_temperature"],
+            )
+        terms["total"] = loss
+        for name, value in terms.items():
+            self.train_sums[name] = self.train_sums.get(name, 0.0) + float(
+                value.detach()
+            )
+        self.train_steps += 1
+        return loss
+
+    def _negative_groups(self, batch):
+        """Transcript ids when repeated transcripts are masked, else None."""
+        if not getattr(self.hparams, "mask_repeated_transcripts", True):
+            return None
+        return transcript_group_ids(batch.transcript).to(self.device)
+
+    def _warn_if_views_identical(self, views):
+        """Warns once per modality whose two views are equal (no dropout)."""
+        for name, (first, second) in views.items():
+            if name not in self._warned_identical and torch.equal(
+                first, second
+            ):
+                self._warned_identical.add(name)
+                logger.warning(
+                    "The two Turbo views of modality %r are identical: its "
+                    "encoder applies no dropout after the front end, so the "
+                    "in-modal term cannot learn. Give %s_encoder dropout on "
+                    "its hidden layers.",
+                    name,
+                    name,
+                )
+
+    def on_stage_start(self, stage, epoch=None):
+        """Resets the per-epoch accumulators.
+
+        Arguments
+        ---------
+        stage : sb.Stage
+            TRAIN, VALID or TEST.
+        epoch : int, optional
+            Current epoch.
+        """
+        self.train_sums, self.train_steps = {}, 0
+        self.predicted, self.targets = [], []
+
+    def on_stage_end(self, stage, stage_loss, epoch=None):
+        """Logs the epoch's statistics, checkpoints on validation UA.
+
+        Arguments
+        ---------
+        stage : sb.Stage
+            TRAIN, VALID or TEST.
+        stage_loss : float
+            Average loss of the stage.
+        epoch : int, optional
+            Current epoch.
+        """
+        if stage == sb.Stage.TRAIN:
+            steps = max(self.train_steps, 1)
+            self.train_stats = {
+                name: total / steps for name, total in self.train_sums.items()
+            }
+            return
+
+        stats = self._evaluation_stats(stage_loss)
+        if stage == sb.Stage.VALID:
+            lr = self.optimizer.param_groups[0]["lr"]
+            if hasattr(self.hparams, "lr_annealing"):
+                _, new_lr = self.hparams.lr_annealing(epoch)
+                sb.nnet.schedulers.update_learning_rate(self.optimizer, new_lr)
+            self.hparams.train_logger.log_stats(
+                stats_meta={"epoch": epoch, "lr": lr},
+                train_stats=self.train_stats,
+                valid_stats=stats,
+            )
+            self.checkpointer.save_and_keep_only(
+                meta={k: v for k, v in stats.items() if k != "loss"},
+                max_keys=["UA"],
+            )
+        else:
+            self.hparams.train_logger.log_stats(
+                stats_meta={"Epoch loaded": self.hparams.epoch_counter.current},
+                test_stats=stats,
+            )
+            self._write_test_report(stats)
+
+    def _evaluation_stats(self, stage_loss):
+        """WA, UA and macro-F1 of the stage's predictions."""
+        self._metrics = classification_metrics(
+            torch.cat(self.targets).numpy(),
+            torch.cat(self.predicted).numpy(),
+            num_classes=len(self.hparams.label_encoder),
+        )
+        return {
+            "loss": stage_loss,
+            **{k: self._metrics[k] for k in ("WA", "UA", "macro_F1")},
+        }
+
+    def _write_test_report(self, stats):
+        """Writes test metrics (JSON) and the confusion matrix (CSV, PNG)."""
+        folder = self.hparams.output_folder
+        encoder = self.hparams.label_encoder
+        names = [encoder.ind2lab[i] for i in range(len(encoder))]
+        csv_path, png_path = write_confusion_matrix(
+            self._metrics["confusion"],
+            names,
+            os.path.join(folder, "test_confusion"),
+        )
+        with open(
+            os.path.join(folder, "test_metrics.json"), "w", encoding="utf-8"
+        ) as f:
+            json.dump(stats, f, indent=2)
+        logger.info(
+            "Test WA %.4f, UA %.4f, macro-F1 %.4f; confusion matrix: %s",
+            stats["WA"],
+            stats["UA"],
+            stats["macro_F1"],
+            png_path,
+        )

@@ -1,0 +1,126 @@
+"""Classification metrics for emotion recognition and their reports.
+
+WA (weighted accuracy) is the overall accuracy; UA (unweighted accuracy) is
+the mean of the per-class recalls over the classes present in the targets;
+macro-F1 averages the per-class F1 over the same classes.
+
+Authors
+ * speechbrain-turbo contributors
+"""
+
+import csv
+
+import numpy as np
+from sklearn.metrics import confusion_matrix, f1_score
+
+
+def classification_metrics(targets, predictions, num_classes):
+    """WA, UA, macro-F1 and the confusion matrix of a set of predictions.
+
+    Arguments
+    ---------
+    targets : sequence of int
+        True class ids.
+    predictions : sequence of int
+        Predicted class ids.
+    num_classes : int
+        Number of classes (rows/columns of the confusion matrix).
+
+    Returns
+    -------
+    dict
+        ``WA``, ``UA``, ``macro_F1`` (floats in [0, 1]) and ``confusion``
+        (``[num_classes, num_classes]`` int array, rows = targets).
+
+    Example
+    -------
+    >>> m = classification_metrics([0, 0, 0, 1], [0, 0, 1, 1], num_classes=2)
+    >>> round(m["WA"], 3), round(m["UA"], 3)
+    (0.75, 0.833)
+    """
+    targets = np.asarray(targets, dtype=int)
+    predictions = np.asarray(predictions, dtype=int)
+    if len(targets) == 0:
+        raise ValueError("classification_metrics got no predictions")
+    confusion = confusion_matrix(
+        targets, predictions, labels=np.arange(num_classes)
+    )
+    support = confusion.sum(axis=1)
+    present = support > 0
+    recalls = confusion.diagonal()[present] / support[present]
+    macro_f1 = f1_score(
+        targets,
+        predictions,
+        labels=np.flatnonzero(present),
+        average="macro",
+        zero_division=0,
+    )
+    return {
+        "WA": float(confusion.trace() / confusion.sum()),
+        "UA": float(recalls.mean()),
+        "macro_F1": float(macro_f1),
+        "confusion": confusion,
+    }
+
+
+def write_confusion_matrix(confusion, class_names, path_stem):
+    """Writes a confusion matrix as ``<path_stem>.csv`` and ``.png``.
+
+    Arguments
+    ---------
+    confusion : numpy.ndarray
+        ``[C, C]`` counts, rows = true class, columns = predicted class.
+    class_names : list of str
+        Name of each class, in index order.
+    path_stem : str
+        Output path without extension.
+
+    Returns
+    -------
+    tuple of str
+        The CSV and PNG paths.
+
+    Example
+    -------
+    >>> import tempfile, os
+    >>> stem = os.path.join(tempfile.mkdtemp(), "confusion")
+    >>> csv_path, png_path = write_confusion_matrix(
+    ...     np.array([[3, 1], [0, 2]]), ["neu", "ang"], stem
+    ... )
+    >>> open(csv_path).read().splitlines()[1]
+    'neu,3,1'
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    csv_path, png_path = f"{path_stem}.csv", f"{path_stem}.png"
+    with open(csv_path, "w", newline="", encoding="utf-8") as f:
+        writer = csv.writer(f)
+        writer.writerow(["true\\predicted", *class_names])
+        for name, row in zip(class_names, confusion):
+            writer.writerow([name, *(int(c) for c in row)])
+
+    # Colour by row-normalised recall so that rare classes stay readable.
+    support = confusion.sum(axis=1, keepdims=True)
+    recall = confusion / np.maximum(support, 1)
+    fig, ax = plt.subplots(figsize=(1.2 * len(class_names) + 2,) * 2)
+    ax.imshow(recall, cmap="Blues", vmin=0, vmax=1)
+    for i, j in np.ndindex(confusion.shape):
+        ax.text(
+            j,
+            i,
+            f"{confusion[i, j]}\n{recall[i, j]:.0%}",
+            ha="center",
+            va="center",
+            color="white" if recall[i, j] > 0.5 else "black",
+        )
+    ax.set_xticks(range(len(class_names)), class_names)
+    ax.set_yticks(range(len(class_names)), class_names)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    fig.tight_layout()
+    fig.savefig(png_path, dpi=100)
+    plt.close(fig)
+    return csv_path, png_path

@@ -1,0 +1,314 @@
+"""Modules of a Turbo classifier: per-modality encoders, heads and fusion.
+
+A modality's branch is a :class:`ModalityEncoder`: a deterministic front end
+(features, no dropout), an encoder with dropout on its hidden layers, and a
+pooling over time to one ``[B, D]`` vector. ``TurboBrain`` runs the front end
+once per batch and the dropout-bearing part on the doubled batch, so every
+encoder plugged in here must keep its dropout after the front end.
+
+Authors
+ * speechbrain-turbo contributors
+"""
+
+import torch
+from speechbrain.nnet.pooling import StatisticsPooling
+from speechbrain.utils.callchains import lengths_arg_name
+
+
+class ModalityEncoder(torch.nn.Module):
+    """Front end -> encoder -> pooling, for one modality.
+
+    Arguments
+    ---------
+    encoder : torch.nn.Module
+        Maps features to ``[B, T, D]`` hidden states. Must hold the dropout
+        that makes the two Turbo views differ.
+    frontend : torch.nn.Module, optional
+        Deterministic features (no dropout), computed once and shared by the
+        two views.
+
+    Both get the relative lengths when their ``forward`` takes a ``lengths``
+    or ``wav_lens`` argument, as in SpeechBrain's ``LengthsCapableSequential``.
+    pooling : torch.nn.Module, optional
+        ``pooling(h, lengths)`` -> ``[B, 1, D]`` or ``[B, D]``. Defaults to
+        the masked mean over time.
+
+    Example
+    -------
+    >>> enc = ModalityEncoder(ConvEncoder(input_size=8, channels=[16]))
+    >>> x, lengths = torch.randn(3, 20, 8), torch.tensor([1.0, 0.5, 0.8])
+    >>> enc(x, lengths).shape
+    torch.Size([3, 16])
+    """
+
+    def __init__(self, encoder, frontend=None, pooling=None):
+        super().__init__()
+        self.frontend = frontend
+        self.encoder = encoder
+        if pooling is None:
+            pooling = StatisticsPooling(return_std=False)
+        self.pooling = pooling
+
+    def features(self, inputs, lengths):
+        """Runs the deterministic front end (identity if there is none).
+
+        Arguments
+        ---------
+        inputs : torch.Tensor
+            Raw batch for this modality (waveforms, token ids...).
+        lengths : torch.Tensor
+            Relative lengths in [0, 1].
+
+        Returns
+        -------
+        torch.Tensor
+            The features fed to :meth:`embed`.
+
+        Example
+        -------
+        >>> enc = ModalityEncoder(ConvEncoder(input_size=4, channels=[4]))
+        >>> enc.features(torch.ones(1, 2, 4), torch.ones(1)).shape
+        torch.Size([1, 2, 4])
+        """
+        if self.frontend is None:
+            return inputs
+        return _call_with_lengths(self.frontend, inputs, lengths)
+
+    def embed(self, features, lengths):
+        """Encodes and pools front-end features to one vector per row.
+
+        Arguments
+        ---------
+        features : torch.Tensor
+            Output of :meth:`features`, possibly repeated along the batch.
+        lengths : torch.Tensor
+            Relative lengths matching ``features``' batch.
+
+        Returns
+        -------
+        torch.Tensor
+            ``[B, D]`` pooled embeddings.
+
+        Example
+        -------
+        >>> enc = ModalityEncoder(ConvEncoder(input_size=4, channels=[6]))
+        >>> enc.embed(torch.randn(2, 5, 4), torch.ones(2)).shape
+        torch.Size([2, 6])
+        """
+        hidden = _call_with_lengths(self.encoder, features, lengths)
+        pooled = self.pooling(hidden, lengths)
+        return pooled.reshape(pooled.shape[0], -1)
+
+    def forward(self, inputs, lengths, num_views=1):
+        """Embeds a batch, ``num_views`` times with fresh dropout masks.
+
+        The front end runs once; its output is repeated ``num_views`` times
+        along the batch axis and the rest runs as ONE forward over the
+        ``num_views * B`` rows, so dropout draws independent masks per copy.
+        Keeping this inside ``forward`` keeps it safe under DDP.
+
+        Arguments
+        ---------
+        inputs : torch.Tensor
+            Raw batch for this modality.
+        lengths : torch.Tensor
+            Relative lengths in [0, 1].
+        num_views : int
+            Number of stacked views: 2 for the Turbo twin pass, else 1.
+
+        Returns
+        -------
+        torch.Tensor
+            ``[num_views * B, D]`` pooled embeddings, view-major (rows
+            ``k * B ... (k + 1) * B - 1`` are view ``k``).
+
+        Example
+        -------
+        >>> enc = ModalityEncoder(ConvEncoder(input_size=4, channels=[6]))
+        >>> enc(torch.randn(3, 5, 4), torch.ones(3), num_views=2).shape
+        torch.Size([6, 6])
+        """
+        features = self.features(inputs, lengths)
+        if num_views > 1:
+            features = torch.cat([features] * num_views)
+            lengths = torch.cat([lengths] * num_views)
+        return self.embed(features, lengths)
+
+
+def _call_with_lengths(module, x, lengths):
+    """Calls ``module(x)``, passing lengths under the name it takes, if any."""
+    name = lengths_arg_name(module.forward)
+    output = module(x) if name is None else module(x, **{name: lengths})
+    # HuggingFace-style lobes may return (hidden, extra): keep the hidden.
+    return output[0] if isinstance(output, tuple) else output
+
+
+class ConvEncoder(torch.nn.Module):
+    """A small from-scratch encoder: 1-D convolutions with dropout.
+
+    Channels-last in and out (``[B, T, C]``), as SpeechBrain features are.
+    Dropout sits on the input and after every block, so two passes with
+    different masks give two views of the same input.
+
+    Arguments
+    ---------
+    input_size : int
+        Feature dimension of the input.
+    channels : list of int
+        Output channels of each convolution block.
+    kernel_size : int
+        Kernel size of every convolution (odd, "same" padding).
+    dropout : float
+        Dropout probability on the input and on each block's output.
+    input_dropout : float, optional
+        Dropout on the input; defaults to ``dropout``.
+
+    Example
+    -------
+    >>> enc = ConvEncoder(input_size=40, channels=[32, 32], dropout=0.1)
+    >>> enc(torch.randn(2, 50, 40)).shape
+    torch.Size([2, 50, 32])
+    """
+
+    def __init__(
+        self,
+        input_size,
+        channels,
+        kernel_size=5,
+        dropout=0.1,
+        input_dropout=None,
+    ):
+        super().__init__()
+        if input_dropout is None:
+            input_dropout = dropout
+        self.input_dropout = torch.nn.Dropout(input_dropout)
+        blocks = []
+        for out_channels in channels:
+            blocks.append(
+                torch.nn.Sequential(
+                    torch.nn.Conv1d(
+                        input_size,
+                        out_channels,
+                        kernel_size,
+                        padding=kernel_size // 2,
+                    ),
+                    torch.nn.BatchNorm1d(out_channels),
+                    torch.nn.GELU(),
+                    torch.nn.Dropout(dropout),
+                )
+            )
+            input_size = out_channels
+        self.blocks = torch.nn.Sequential(*blocks)
+
+    def forward(self, x, lengths=None):
+        """Encodes ``[B, T, C_in]`` into ``[B, T, C_out]``.
+
+        Arguments
+        ---------
+        x : torch.Tensor
+            Channels-last input features.
+        lengths : torch.Tensor, optional
+            Unused (padding is masked by the pooling); accepted so that all
+            encoders share the ``(x, lengths)`` signature.
+
+        Returns
+        -------
+        torch.Tensor
+            Channels-last hidden states.
+        """
+        x = self.input_dropout(x).transpose(1, 2)
+        return self.blocks(x).transpose(1, 2)
+
+
+class ProjectionHead(torch.nn.Module):
+    """MLP mapping a pooled embedding into the contrastive space.
+
+    Arguments
+    ---------
+    input_size : int
+        Dimension of the pooled embedding.
+    hidden_size : int
+        Hidden layer size.
+    output_size : int
+        Dimension of the contrastive space.
+
+    Example
+    -------
+    >>> head = ProjectionHead(16, 32, 8)
+    >>> head(torch.randn(4, 16)).shape
+    torch.Size([4, 8])
+    """
+
+    def __init__(self, input_size, hidden_size, output_size):
+        super().__init__()
+        self.mlp = torch.nn.Sequential(
+            torch.nn.Linear(input_size, hidden_size),
+            torch.nn.GELU(),
+            torch.nn.Linear(hidden_size, output_size),
+        )
+
+    def forward(self, x):
+        """Projects ``[B, input_size]`` to ``[B, output_size]``.
+
+        Arguments
+        ---------
+        x : torch.Tensor
+            Pooled embeddings.
+
+        Returns
+        -------
+        torch.Tensor
+            Projected embeddings (not normalised; the loss does that).
+        """
+        return self.mlp(x)
+
+
+class ConcatFusion(torch.nn.Module):
+    """Concatenates the modalities' embeddings and mixes them with an MLP.
+
+    Arguments
+    ---------
+    input_sizes : list of int
+        Embedding size of each modality, in the order they are passed.
+    hidden_size : int
+        Output size of the fusion MLP.
+    dropout : float
+        Dropout after the hidden layer.
+
+    Example
+    -------
+    >>> fusion = ConcatFusion([16, 8], hidden_size=12)
+    >>> fusion([torch.randn(2, 16), torch.randn(2, 8)]).shape
+    torch.Size([2, 12])
+    """
+
+    def __init__(self, input_sizes, hidden_size, dropout=0.1):
+        super().__init__()
+        self.input_sizes = list(input_sizes)
+        self.mlp = torch.nn.Sequential(
+            torch.nn.Linear(sum(self.input_sizes), hidden_size),
+            torch.nn.GELU(),
+            torch.nn.Dropout(dropout),
+        )
+
+    def forward(self, embeddings):
+        """Fuses a list of ``[B, D_m]`` embeddings into ``[B, hidden_size]``.
+
+        Arguments
+        ---------
+        embeddings : list of torch.Tensor
+            One pooled embedding per modality, in ``input_sizes`` order.
+
+        Returns
+        -------
+        torch.Tensor
+            The fused representation.
+        """
+        sizes = [e.shape[-1] for e in embeddings]
+        if sizes != self.input_sizes:
+            raise ValueError(
+                f"ConcatFusion expects embeddings of sizes {self.input_sizes} "
+                f"(one per modality, in order) but got {sizes}: check the "
+                "fusion input_sizes and the modalities list in the hparams"
+            )
+        return self.mlp(torch.cat(embeddings, dim=-1))

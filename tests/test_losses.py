@@ -1,0 +1,172 @@
+"""TurboLoss against a plain-loop implementation of its definition."""
+
+import itertools
+import math
+
+import pytest
+import torch
+
+from speechbrain_turbo.losses import TurboLoss
+
+
+def reference_turbo(views, temperature, w_in, w_cross, labels, groups):
+    """The issue's definition, one row and one term at a time."""
+
+    def unit(v):
+        return [x / math.sqrt(sum(float(c) ** 2 for c in x)) for x in v]
+
+    def dot(x, y):
+        return sum(float(a) * float(b) for a, b in zip(x, y))
+
+    def excluded(i, j):
+        if i == j:
+            return False
+        if labels is not None and labels[i] == labels[j]:
+            return True
+        return groups is not None and groups[i] == groups[j]
+
+    def directional(x, y):
+        total = 0.0
+        for i in range(len(x)):
+            denominator = sum(
+                math.exp(dot(x[i], y[j]) / temperature)
+                for j in range(len(y))
+                if not excluded(i, j)
+            )
+            total += -math.log(
+                math.exp(dot(x[i], y[i]) / temperature) / denominator
+            )
+        return total / len(x)
+
+    def sym(x, y):
+        return (directional(x, y) + directional(y, x)) / 2
+
+    normed = {m: (unit(a), unit(b)) for m, (a, b) in views.items()}
+    in_modal = sum(sym(a, b) for a, b in normed.values()) / len(normed)
+    cross = [
+        sym(x, y)
+        for m, n in itertools.combinations(normed, 2)
+        for x in normed[m]
+        for y in normed[n]
+    ]
+    cross_modal = sum(cross) / len(cross) if cross else 0.0
+    return {
+        "in_modal": in_modal,
+        "cross_modal": cross_modal,
+        "loss": w_in * in_modal + w_cross * cross_modal,
+    }
+
+
+def random_views(num_modalities, batch_size=6, dim=5, seed=0):
+    generator = torch.Generator().manual_seed(seed)
+    names = ["audio", "text", "video"][:num_modalities]
+    return {
+        m: tuple(
+            torch.randn(
+                batch_size, dim, generator=generator, dtype=torch.float64
+            )
+            * 3
+            for _ in range(2)
+        )
+        for m in names
+    }
+
+
+@pytest.mark.parametrize("num_modalities", [1, 2, 3])
+@pytest.mark.parametrize("label_aware", [False, True])
+@pytest.mark.parametrize("use_groups", [False, True])
+@pytest.mark.parametrize("weights", [(1.0, 1.0), (0.3, 2.0), (0.0, 1.0)])
+def test_matches_definition(num_modalities, label_aware, use_groups, weights):
+    views = random_views(num_modalities, seed=num_modalities)
+    labels = torch.tensor([0, 1, 0, 2, 1, 3])
+    groups = torch.tensor([7, 8, 9, 7, 10, 11]) if use_groups else None
+    temperature = 0.2
+    loss_fn = TurboLoss(
+        temperature=temperature,
+        in_modal_weight=weights[0],
+        cross_modal_weight=weights[1],
+        label_aware=label_aware,
+    )
+    out = loss_fn(views, labels=labels, groups=groups)
+    expected = reference_turbo(
+        views,
+        temperature,
+        weights[0],
+        weights[1],
+        labels.tolist() if label_aware else None,
+        groups.tolist() if use_groups else None,
+    )
+    for key in ("loss", "in_modal", "cross_modal"):
+        assert out[key].dim() == 0
+        assert out[key].item() == pytest.approx(expected[key], abs=1e-5)
+
+
+def test_labels_ignored_unless_label_aware():
+    views = random_views(2)
+    labels = torch.tensor([0, 0, 0, 1, 1, 1])
+    plain = TurboLoss()(views)["loss"]
+    assert float(TurboLoss()(views, labels=labels)["loss"]) == float(plain)
+    aware = TurboLoss(label_aware=True)(views, labels=labels)["loss"]
+    assert float(aware) < float(plain)
+
+
+def test_learned_temperature_matches_definition_and_gets_gradient():
+    views = random_views(2)
+    loss_fn = TurboLoss(temperature=0.1, learn_temperature=True).double()
+    out = loss_fn(views)
+    expected = reference_turbo(views, 0.1, 1.0, 1.0, None, None)
+    assert out["loss"].item() == pytest.approx(expected["loss"], abs=1e-5)
+    assert float(out["inverse_temperature"]) == pytest.approx(10.0)
+    out["loss"].backward()
+    assert loss_fn.log_inverse_temperature.grad is not None
+    assert loss_fn.log_inverse_temperature.grad.abs() > 0
+
+
+def test_learned_temperature_is_clamped_at_100():
+    loss_fn = TurboLoss(temperature=0.1, learn_temperature=True)
+    with torch.no_grad():
+        loss_fn.log_inverse_temperature.fill_(math.log(1000.0))
+    assert float(loss_fn.inverse_temperature()) == pytest.approx(100.0)
+    views = random_views(2)
+    views = {m: tuple(v.float() for v in pair) for m, pair in views.items()}
+    out = loss_fn(views)
+    expected = reference_turbo(views, 0.01, 1.0, 1.0, None, None)
+    assert float(out["loss"]) == pytest.approx(expected["loss"], rel=1e-4)
+    # Fixed temperatures are used as given, even beyond the clamp.
+    fixed = TurboLoss(temperature=0.005).inverse_temperature()
+    assert float(fixed) == pytest.approx(200.0)
+
+
+def test_gradients_flow_to_every_view():
+    views = {
+        m: tuple(torch.randn(5, 4, requires_grad=True) for _ in range(2))
+        for m in ("audio", "text")
+    }
+    TurboLoss()(views)["loss"].backward()
+    for pair in views.values():
+        for view in pair:
+            assert view.grad is not None and view.grad.abs().sum() > 0
+
+
+def test_logits_are_fp32_under_autocast():
+    views = {
+        m: tuple(torch.randn(4, 8).bfloat16() for _ in range(2))
+        for m in ("audio", "text")
+    }
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = TurboLoss()(views)
+    assert out["loss"].dtype == torch.float32
+
+
+def test_single_row_and_fully_masked_batches_are_finite():
+    one = {"audio": (torch.randn(1, 4), torch.randn(1, 4))}
+    assert float(TurboLoss()(one)["loss"]) == 0.0
+    views = random_views(2)
+    same_label = torch.zeros(6, dtype=torch.long)
+    out = TurboLoss(label_aware=True)(views, labels=same_label)
+    assert torch.isfinite(out["loss"]) and float(out["loss"]) == 0.0
+
+
+def test_wrong_number_of_groups_is_an_error():
+    with pytest.raises(ValueError, match="3 labels/groups for a batch of 6"):
+        TurboLoss()(random_views(2), groups=torch.arange(3))
