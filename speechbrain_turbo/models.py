@@ -11,7 +11,7 @@ Authors
 """
 
 import torch
-from speechbrain.nnet.pooling import StatisticsPooling
+from speechbrain.dataio.dataio import length_to_mask
 from speechbrain.utils.callchains import lengths_arg_name
 
 
@@ -31,7 +31,7 @@ class ModalityEncoder(torch.nn.Module):
     or ``wav_lens`` argument, as in SpeechBrain's ``LengthsCapableSequential``.
     pooling : torch.nn.Module, optional
         ``pooling(h, lengths)`` -> ``[B, 1, D]`` or ``[B, D]``. Defaults to
-        the masked mean over time.
+        :class:`MaskedStatisticsPooling` (mean over the unpadded frames).
 
     Example
     -------
@@ -46,7 +46,7 @@ class ModalityEncoder(torch.nn.Module):
         self.frontend = frontend
         self.encoder = encoder
         if pooling is None:
-            pooling = StatisticsPooling(return_std=False)
+            pooling = MaskedStatisticsPooling()
         self.pooling = pooling
 
     def features(self, inputs, lengths):
@@ -141,6 +141,62 @@ def _call_with_lengths(module, x, lengths):
     output = module(x) if name is None else module(x, **{name: lengths})
     # HuggingFace-style lobes may return (hidden, extra): keep the hidden.
     return output[0] if isinstance(output, tuple) else output
+
+
+class MaskedStatisticsPooling(torch.nn.Module):
+    """Mean (and standard deviation) over the unpadded time steps.
+
+    Deterministic and vectorised; SpeechBrain's ``StatisticsPooling`` adds
+    random noise to the mean even in evaluation, which would make the two
+    Turbo views differ for a reason other than dropout, and inference vary.
+
+    Arguments
+    ---------
+    return_std : bool
+        If True, the standard deviation is concatenated after the mean.
+    eps : float
+        Added to the variance before the square root.
+
+    Example
+    -------
+    >>> pool = MaskedStatisticsPooling(return_std=True)
+    >>> x = torch.tensor([[[1.0], [3.0], [100.0]]])
+    >>> pool(x, torch.tensor([2 / 3]))
+    tensor([[2.0000, 1.0000]])
+    """
+
+    def __init__(self, return_std=False, eps=1e-5):
+        super().__init__()
+        self.return_std = return_std
+        self.eps = eps
+
+    def forward(self, x, lengths=None):
+        """Pools ``[B, T, D]`` into ``[B, D]`` (or ``[B, 2D]`` with std).
+
+        Arguments
+        ---------
+        x : torch.Tensor
+            Hidden states, channels last.
+        lengths : torch.Tensor, optional
+            Relative lengths in [0, 1]; None means no padding.
+
+        Returns
+        -------
+        torch.Tensor
+            The pooled statistics.
+        """
+        if lengths is None:
+            mask = torch.ones(x.shape[:2], device=x.device)
+        else:
+            frames = torch.round(lengths * x.shape[1]).clamp(min=1)
+            mask = length_to_mask(frames, max_len=x.shape[1]).to(x.device)
+        mask = mask.unsqueeze(-1).to(x.dtype)
+        count = mask.sum(dim=1)
+        mean = (x * mask).sum(dim=1) / count
+        if not self.return_std:
+            return mean
+        variance = ((x - mean.unsqueeze(1)) ** 2 * mask).sum(dim=1) / count
+        return torch.cat([mean, (variance + self.eps).sqrt()], dim=-1)
 
 
 class ConvEncoder(torch.nn.Module):

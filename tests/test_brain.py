@@ -1,0 +1,212 @@
+"""TurboBrain: the twin pass, the objective and the baseline switch."""
+
+import logging
+
+import pytest
+import speechbrain as sb
+import torch
+import torch.nn.functional as F
+from speechbrain.dataio.batch import PaddedBatch
+from speechbrain.nnet.embedding import Embedding
+from speechbrain.nnet.linear import Linear
+
+from speechbrain_turbo.brain import TurboBrain
+from speechbrain_turbo.dataio import transcript_group_ids
+from speechbrain_turbo.losses import TurboLoss
+from speechbrain_turbo.models import (
+    ConcatFusion,
+    ConvEncoder,
+    ModalityEncoder,
+    ProjectionHead,
+)
+
+NUM_CLASSES = 3
+
+
+def make_brain(dropout=0.3, turbo_weight=0.5, twin_pass=True, **hparams):
+    torch.manual_seed(0)
+    modules = {
+        "audio_encoder": ModalityEncoder(
+            ConvEncoder(input_size=6, channels=[8], dropout=dropout)
+        ),
+        "text_encoder": ModalityEncoder(
+            ConvEncoder(input_size=5, channels=[8], dropout=dropout),
+            frontend=Embedding(num_embeddings=20, embedding_dim=5),
+        ),
+        "audio_projection": ProjectionHead(8, 8, 4),
+        "text_projection": ProjectionHead(8, 8, 4),
+        "fusion": ConcatFusion([8, 8], hidden_size=8, dropout=dropout),
+        "classifier": Linear(input_size=8, n_neurons=NUM_CLASSES),
+        "turbo_loss": TurboLoss(temperature=0.1),
+    }
+    hparams = {
+        "modalities": ["audio", "text"],
+        "turbo_weight": turbo_weight,
+        "twin_pass": twin_pass,
+        **hparams,
+    }
+    return TurboBrain(
+        modules=modules,
+        opt_class=lambda params: torch.optim.SGD(params, lr=0.1),
+        hparams=hparams,
+        run_opts={"device": "cpu"},
+    )
+
+
+def make_batch(batch_size=4):
+    generator = torch.Generator().manual_seed(1)
+    transcripts = ["hello there", "go away", "hello there", "fine"]
+    return PaddedBatch(
+        [
+            {
+                "id": f"utt{i}",
+                "audio": torch.randn(10 + i, 6, generator=generator),
+                "text": torch.randint(1, 20, (3 + i,), generator=generator),
+                "transcript": transcripts[i % 4],
+                "label": torch.LongTensor([i % NUM_CLASSES]),
+            }
+            for i in range(batch_size)
+        ]
+    )
+
+
+def count_forward_rows(module):
+    """Records the batch size of each forward call of ``module``."""
+    rows = []
+    module.register_forward_hook(lambda m, args, out: rows.append(len(out)))
+    return rows
+
+
+def test_twin_pass_is_one_forward_over_the_doubled_batch():
+    brain = make_brain()
+    brain.modules.train()
+    rows = count_forward_rows(brain.modules.audio_encoder)
+    out = brain.compute_forward(make_batch(), sb.Stage.TRAIN)
+    assert rows == [8]
+    assert out["logits"].shape == (8, NUM_CLASSES)
+    first, second = out["views"]["audio"]
+    assert first.shape == second.shape == (4, 4)
+    assert not torch.allclose(first, second)
+    assert not torch.allclose(out["logits"][:4], out["logits"][4:])
+
+
+def test_sequential_twin_pass_runs_two_forwards():
+    brain = make_brain(twin_pass="sequential")
+    brain.modules.train()
+    rows = count_forward_rows(brain.modules.text_encoder)
+    out = brain.compute_forward(make_batch(), sb.Stage.TRAIN)
+    assert rows == [4, 4]
+    assert out["logits"].shape == (8, NUM_CLASSES)
+    first, second = out["views"]["text"]
+    assert not torch.allclose(first, second)
+
+
+def test_views_agree_without_dropout_and_brain_warns_once(caplog):
+    brain = make_brain(dropout=0.0)
+    brain.modules.train()
+    batch = make_batch()
+    with caplog.at_level(logging.WARNING):
+        for _ in range(2):
+            out = brain.compute_forward(batch, sb.Stage.TRAIN)
+            brain.on_stage_start(sb.Stage.TRAIN)
+            brain.compute_objectives(out, batch, sb.Stage.TRAIN)
+    for first, second in out["views"].values():
+        assert torch.equal(first, second)
+    warnings = [r for r in caplog.records if "identical" in r.getMessage()]
+    assert len(warnings) == 2  # once per modality, not once per step
+    assert {"'audio'" in w.getMessage() for w in warnings} == {True, False}
+
+
+@pytest.mark.parametrize("stage", [sb.Stage.VALID, sb.Stage.TEST])
+def test_evaluation_is_a_single_deterministic_pass(stage):
+    brain = make_brain()
+    brain.modules.eval()
+    rows = count_forward_rows(brain.modules.audio_encoder)
+    batch = make_batch()
+    with torch.no_grad():
+        out = brain.compute_forward(batch, stage)
+        again = brain.compute_forward(batch, stage)
+    assert rows == [4, 4]
+    assert out["views"] is None
+    assert out["logits"].shape == (4, NUM_CLASSES)
+    assert torch.equal(out["logits"], again["logits"])
+
+
+def test_training_loss_is_mean_ce_plus_weighted_turbo():
+    brain = make_brain(turbo_weight=0.5)
+    brain.modules.train()
+    batch = make_batch()
+    brain.on_stage_start(sb.Stage.TRAIN)
+    out = brain.compute_forward(batch, sb.Stage.TRAIN)
+    loss = brain.compute_objectives(out, batch, sb.Stage.TRAIN)
+    labels = batch.label.data.reshape(-1)
+    ce = (
+        F.cross_entropy(out["logits"][:4], labels)
+        + F.cross_entropy(out["logits"][4:], labels)
+    ) / 2
+    turbo = brain.modules.turbo_loss(
+        out["views"],
+        groups=transcript_group_ids(batch.transcript),
+    )["loss"]
+    expected = float(ce + 0.5 * turbo)
+    assert loss.item() == pytest.approx(expected, abs=1e-6)
+    brain.on_stage_end(sb.Stage.TRAIN, float(loss))
+    assert set(brain.train_stats) >= {"CE", "in_modal", "cross_modal", "total"}
+
+
+def test_repeated_transcripts_are_masked_by_default():
+    batch = make_batch()
+    masked, unmasked = [], []
+    for flag, losses in ((True, masked), (False, unmasked)):
+        brain = make_brain(mask_repeated_transcripts=flag)
+        brain.modules.train()
+        seen = []
+        brain.modules.turbo_loss.register_forward_hook(
+            lambda m, args, kwargs, out: seen.append(kwargs["groups"]),
+            with_kwargs=True,
+        )
+        brain.on_stage_start(sb.Stage.TRAIN)
+        out = brain.compute_forward(batch, sb.Stage.TRAIN)
+        losses.append(brain.compute_objectives(out, batch, sb.Stage.TRAIN))
+        if flag:
+            groups = seen[0]
+            assert groups[0] == groups[2] and groups[0] != groups[1]
+        else:
+            assert seen[0] is None
+    assert float(masked[0]) != float(unmasked[0])
+
+
+def test_baseline_switch_removes_twin_pass_and_contrastive_term():
+    brain = make_brain(turbo_weight=0, twin_pass=False)
+    brain.modules.train()
+
+    def fail(*args, **kwargs):
+        raise AssertionError("the contrastive term ran in the baseline")
+
+    brain.modules.turbo_loss.forward = fail
+    rows = count_forward_rows(brain.modules.audio_encoder)
+    batch = make_batch()
+    brain.on_stage_start(sb.Stage.TRAIN)
+    out = brain.compute_forward(batch, sb.Stage.TRAIN)
+    loss = brain.compute_objectives(out, batch, sb.Stage.TRAIN)
+    assert rows == [4]
+    assert out["views"] is None
+    ce = F.cross_entropy(out["logits"], batch.label.data.reshape(-1))
+    assert float(loss) == pytest.approx(float(ce))
+
+
+def test_twin_pass_without_contrastive_term():
+    brain = make_brain(turbo_weight=0, twin_pass=True)
+    brain.modules.train()
+    out = brain.compute_forward(make_batch(), sb.Stage.TRAIN)
+    assert out["logits"].shape == (8, NUM_CLASSES)
+    assert out["views"] is None
+
+
+def test_inconsistent_configurations_fail_early():
+    with pytest.raises(ValueError, match="needs two views"):
+        make_brain(turbo_weight=1.0, twin_pass=False)
+    with pytest.raises(ValueError, match="twin_pass must be"):
+        make_brain(twin_pass="twice")
+    with pytest.raises(ValueError, match="video_encoder"):
+        make_brain(modalities=["audio", "video"])
