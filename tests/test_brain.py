@@ -162,7 +162,9 @@ def test_repeated_transcripts_are_masked_by_default():
         brain.modules.train()
         seen = []
         brain.modules.turbo_loss.register_forward_hook(
-            lambda m, args, kwargs, out: seen.append(kwargs["groups"]),
+            lambda m, args, kwargs, out, seen=seen: seen.append(
+                kwargs["groups"]
+            ),
             with_kwargs=True,
         )
         brain.on_stage_start(sb.Stage.TRAIN)
