@@ -7,7 +7,7 @@ The hparams it reads:
   ``<m>`` (a ``PaddedData``) feeds module ``<m>_encoder`` (a
   :class:`speechbrain_turbo.models.ModalityEncoder`); ``<m>_projection`` maps
   its embedding into the contrastive space.
-- modules ``fusion`` (list of embeddings -> vector), ``classifier`` (logits)
+- modules ``fusion`` (dict of embeddings -> vector), ``classifier`` (logits)
   and ``turbo_loss`` (:class:`speechbrain_turbo.losses.TurboLoss`).
 - ``turbo_weight`` (float) and ``twin_pass`` (True, False or "sequential").
   ``turbo_weight: 0`` with ``twin_pass: False`` is the plain cross-entropy
@@ -134,7 +134,7 @@ class TurboBrain(sb.Brain):
         else:
             embeddings = self._embed(batch, 2 if twin else 1)
 
-        fused = self.modules.fusion([embeddings[m] for m in self.modalities])
+        fused = self.modules.fusion(embeddings)
         logits = self.modules.classifier(fused)
 
         views = None

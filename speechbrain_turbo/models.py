@@ -324,8 +324,11 @@ class ConcatFusion(torch.nn.Module):
 
     Arguments
     ---------
-    input_sizes : list of int
-        Embedding size of each modality, in the order they are passed.
+    input_sizes : dict
+        Embedding size of every modality this fusion may see.
+    modalities : list of str
+        The modalities used, in concatenation order (a subset of
+        ``input_sizes``): an audio-only model is ``modalities=["audio"]``.
     hidden_size : int
         Output size of the fusion MLP.
     dropout : float
@@ -333,38 +336,46 @@ class ConcatFusion(torch.nn.Module):
 
     Example
     -------
-    >>> fusion = ConcatFusion([16, 8], hidden_size=12)
-    >>> fusion([torch.randn(2, 16), torch.randn(2, 8)]).shape
+    >>> fusion = ConcatFusion({"audio": 16, "text": 8}, ["audio", "text"], 12)
+    >>> fusion({"audio": torch.randn(2, 16), "text": torch.randn(2, 8)}).shape
     torch.Size([2, 12])
     """
 
-    def __init__(self, input_sizes, hidden_size, dropout=0.1):
+    def __init__(self, input_sizes, modalities, hidden_size, dropout=0.1):
         super().__init__()
-        self.input_sizes = list(input_sizes)
+        unknown = [m for m in modalities if m not in input_sizes]
+        if unknown:
+            raise ValueError(
+                f"ConcatFusion has no input size for modalities {unknown}: "
+                f"add them to its input_sizes (now {dict(input_sizes)})"
+            )
+        self.modalities = list(modalities)
+        self.input_sizes = {m: input_sizes[m] for m in self.modalities}
         self.mlp = torch.nn.Sequential(
-            torch.nn.Linear(sum(self.input_sizes), hidden_size),
+            torch.nn.Linear(sum(self.input_sizes.values()), hidden_size),
             torch.nn.GELU(),
             torch.nn.Dropout(dropout),
         )
 
     def forward(self, embeddings):
-        """Fuses a list of ``[B, D_m]`` embeddings into ``[B, hidden_size]``.
+        """Fuses ``{modality: [B, D_m]}`` into ``[B, hidden_size]``.
 
         Arguments
         ---------
-        embeddings : list of torch.Tensor
-            One pooled embedding per modality, in ``input_sizes`` order.
+        embeddings : dict
+            Modality name -> pooled embedding, for every used modality.
 
         Returns
         -------
         torch.Tensor
             The fused representation.
         """
-        sizes = [e.shape[-1] for e in embeddings]
-        if sizes != self.input_sizes:
-            raise ValueError(
-                f"ConcatFusion expects embeddings of sizes {self.input_sizes} "
-                f"(one per modality, in order) but got {sizes}: check the "
-                "fusion input_sizes and the modalities list in the hparams"
-            )
-        return self.mlp(torch.cat(embeddings, dim=-1))
+        for m, size in self.input_sizes.items():
+            if m not in embeddings or embeddings[m].shape[-1] != size:
+                got = {k: v.shape[-1] for k, v in embeddings.items()}
+                raise ValueError(
+                    f"ConcatFusion expects embeddings of sizes "
+                    f"{self.input_sizes} but got {got}: check the fusion "
+                    "input_sizes and the encoders' output sizes in the hparams"
+                )
+        return self.mlp(torch.cat([embeddings[m] for m in self.modalities], -1))

@@ -35,7 +35,12 @@ def make_brain(dropout=0.3, turbo_weight=0.5, twin_pass=True, **hparams):
         ),
         "audio_projection": ProjectionHead(8, 8, 4),
         "text_projection": ProjectionHead(8, 8, 4),
-        "fusion": ConcatFusion([8, 8], hidden_size=8, dropout=dropout),
+        "fusion": ConcatFusion(
+            {"audio": 8, "text": 8},
+            hparams.get("modalities", ["audio", "text"]),
+            hidden_size=8,
+            dropout=dropout,
+        ),
         "classifier": Linear(input_size=8, n_neurons=NUM_CLASSES),
         "turbo_loss": TurboLoss(temperature=0.1),
     }
@@ -210,5 +215,5 @@ def test_inconsistent_configurations_fail_early():
         make_brain(turbo_weight=1.0, twin_pass=False)
     with pytest.raises(ValueError, match="twin_pass must be"):
         make_brain(twin_pass="twice")
-    with pytest.raises(ValueError, match="video_encoder"):
+    with pytest.raises(ValueError, match="video"):
         make_brain(modalities=["audio", "video"])

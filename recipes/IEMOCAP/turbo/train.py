@@ -93,6 +93,7 @@ if __name__ == "__main__":
             f"The training set has {num_classes} classes but out_n_neurons "
             f"is {hparams['out_n_neurons']}: set --out_n_neurons={num_classes}"
         )
+    hparams["label_encoder"].expect_len(num_classes)
 
     brain = TurboBrain(
         modules=hparams["modules"],
