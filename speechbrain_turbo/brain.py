@@ -278,6 +278,24 @@ class TurboBrain(sb.Brain):
             )
             self._write_test_report(stats)
 
+    def on_evaluate_start(self, max_key=None, min_key=None):
+        """Loads the best checkpoint and remembers what it scored.
+
+        Arguments
+        ---------
+        max_key : str, optional
+            Checkpoint meta key to maximise (``UA`` in the recipes).
+        min_key : str, optional
+            Checkpoint meta key to minimise.
+        """
+        super().on_evaluate_start(max_key=max_key, min_key=min_key)
+        checkpoint = None
+        if self.checkpointer is not None:
+            checkpoint = self.checkpointer.find_checkpoint(
+                max_key=max_key, min_key=min_key
+            )
+        self.selected_checkpoint = {} if checkpoint is None else checkpoint.meta
+
     def _evaluation_stats(self, stage_loss):
         """WA, UA and macro-F1 of the stage's predictions."""
         self._metrics = classification_metrics(
@@ -300,10 +318,21 @@ class TurboBrain(sb.Brain):
             names,
             os.path.join(folder, "test_confusion"),
         )
+        # The validation scores of the checkpoint tested, so that model
+        # selection can be audited (and done) on validation only.
+        report = {
+            **stats,
+            "epoch": self.hparams.epoch_counter.current,
+            "selected_on_valid": {
+                k: v
+                for k, v in getattr(self, "selected_checkpoint", {}).items()
+                if k != "unixtime"
+            },
+        }
         with open(
             os.path.join(folder, "test_metrics.json"), "w", encoding="utf-8"
         ) as f:
-            json.dump(stats, f, indent=2)
+            json.dump(report, f, indent=2)
         logger.info(
             "Test WA %.4f, UA %.4f, macro-F1 %.4f; confusion matrix: %s",
             stats["WA"],

@@ -1,0 +1,221 @@
+#!/usr/bin/env python3
+"""Runs train.py over leave-one-session-out folds and seeds, then tabulates.
+
+Each run selects its checkpoint on its validation set only (train.py does);
+this script collects the test metrics of the selected checkpoints and writes
+``results.csv`` and ``results.md`` (one row per run, then mean and standard
+deviation) under ``<output_root>/<name>``. Finished runs (those with a
+``test_metrics.json``) are not run again, so an interrupted sweep resumes.
+
+Example, Turbo and the baseline on the demo corpus, test session 5, 3 seeds:
+    > python cross_validate.py hparams/demo.yaml --name turbo \
+        --folds 5 --seeds 1 2 3
+    > python cross_validate.py hparams/demo.yaml --name baseline \
+        --folds 5 --seeds 1 2 3 -- --turbo_weight=0 --twin_pass=False
+
+Authors
+ * speechbrain-turbo contributors
+"""
+
+import argparse
+import csv
+import json
+import os
+import statistics
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+METRICS = ("WA", "UA", "macro_F1")
+
+
+def run_one(hparams_file, run_folder, fold, seed, overrides, threads):
+    """Trains and tests one fold and seed, unless it already finished.
+
+    Arguments
+    ---------
+    hparams_file : str
+        The recipe's hparams file.
+    run_folder : str
+        Output folder of this run.
+    fold : int
+        Test session.
+    seed : int
+        Random seed.
+    overrides : list of str
+        Extra ``--key=value`` overrides for train.py.
+    threads : int
+        CPU threads of the run (OMP_NUM_THREADS).
+
+    Returns
+    -------
+    dict or None
+        The run's ``test_metrics.json``, or None if it failed.
+    """
+    metrics_file = os.path.join(run_folder, "test_metrics.json")
+    if not os.path.exists(metrics_file):
+        os.makedirs(run_folder, exist_ok=True)
+        command = [
+            sys.executable,
+            os.path.join(HERE, "train.py"),
+            hparams_file,
+            f"--seed={seed}",
+            f"--test_session={fold}",
+            f"--output_folder={run_folder}",
+            *overrides,
+        ]
+        env = dict(os.environ, OMP_NUM_THREADS=str(threads))
+        log_path = os.path.join(run_folder, "stdout.txt")
+        with open(log_path, "w", encoding="utf-8") as log:
+            done = subprocess.run(
+                command, cwd=HERE, env=env, stdout=log, stderr=log
+            )
+        if done.returncode != 0:
+            print(f"FAILED: session {fold}, seed {seed}: see {log_path}")
+            return None
+    with open(metrics_file, encoding="utf-8") as f:
+        return json.load(f)
+
+
+def summarise(rows):
+    """Mean and sample standard deviation of each metric over the runs.
+
+    Arguments
+    ---------
+    rows : list of dict
+        One dict per finished run, with the keys in ``METRICS``.
+
+    Returns
+    -------
+    dict
+        ``metric -> (mean, std)``; std is 0 for a single run.
+
+    Example
+    -------
+    >>> s = summarise([{"WA": 0.5, "UA": 0.4, "macro_F1": 0.3}] * 2)
+    >>> s["WA"]
+    (0.5, 0.0)
+    """
+    summary = {}
+    for key in (*METRICS, "valid_UA"):
+        values = [r[key] for r in rows if r.get(key) is not None]
+        if values:
+            std = statistics.stdev(values) if len(values) > 1 else 0.0
+            summary[key] = (statistics.mean(values), std)
+    return summary
+
+
+def write_tables(rows, summary, folder, command):
+    """Writes results.csv and results.md; returns the Markdown text.
+
+    Arguments
+    ---------
+    rows : list of dict
+        One dict per finished run.
+    summary : dict
+        Output of :func:`summarise`.
+    folder : str
+        Where the tables go.
+    command : str
+        The command line that produced them (written above the table).
+
+    Returns
+    -------
+    str
+        The Markdown table.
+    """
+    columns = ["session", "seed", "valid_UA", *METRICS, "epoch", "folder"]
+    with open(
+        os.path.join(folder, "results.csv"), "w", newline="", encoding="utf-8"
+    ) as f:
+        writer = csv.DictWriter(f, fieldnames=columns)
+        writer.writeheader()
+        writer.writerows(rows)
+    lines = [
+        f"Command: `{command}`",
+        "",
+        "| test session | seed | valid UA | test WA | test UA | test macro-F1 "
+        "| epoch | run folder |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {r['session']} | {r['seed']} | {r['valid_UA']:.4f} | "
+            + " | ".join(f"{r[k]:.4f}" for k in METRICS)
+            + f" | {r['epoch']} | {r['folder']} |"
+        )
+    lines.append(
+        f"| mean ± std ({len(rows)} runs) | | "
+        + " | ".join(
+            f"{summary[k][0]:.4f} ± {summary[k][1]:.4f}"
+            for k in ("valid_UA", *METRICS)
+        )
+        + " | | |"
+    )
+    text = "\n".join(lines) + "\n"
+    with open(os.path.join(folder, "results.md"), "w", encoding="utf-8") as f:
+        f.write(text)
+    return text
+
+
+def main(argv=None):
+    """Parses the command line, runs the sweep and writes the tables."""
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0],
+        epilog="Arguments after -- go to train.py as overrides.",
+    )
+    parser.add_argument("hparams_file")
+    parser.add_argument("--name", required=True, help="configuration name")
+    parser.add_argument("--folds", type=int, nargs="+", default=[1, 2, 3, 4, 5])
+    parser.add_argument("--seeds", type=int, nargs="+", default=[1234])
+    parser.add_argument("--jobs", type=int, default=1, help="parallel runs")
+    parser.add_argument("--threads", type=int, default=1, help="per run")
+    parser.add_argument("--output_root", default="results/cross_validation")
+    argv = sys.argv[1:] if argv is None else argv
+    command = "python cross_validate.py " + " ".join(argv)
+    overrides = []
+    if "--" in argv:
+        cut = argv.index("--")
+        argv, overrides = argv[:cut], argv[cut + 1 :]
+    args = parser.parse_args(argv)
+
+    folder = os.path.abspath(os.path.join(args.output_root, args.name))
+    hparams_file = os.path.abspath(args.hparams_file)
+    plan = [(fold, seed) for fold in args.folds for seed in args.seeds]
+
+    def launch(item):
+        fold, seed = item
+        run_folder = os.path.join(folder, f"session{fold}_seed{seed}")
+        metrics = run_one(
+            hparams_file, run_folder, fold, seed, overrides, args.threads
+        )
+        return fold, seed, run_folder, metrics
+
+    # The first run goes alone: it may synthesise the shared demo corpus.
+    results = [launch(plan[0])]
+    with ThreadPoolExecutor(max_workers=args.jobs) as pool:
+        results += list(pool.map(launch, plan[1:]))
+
+    rows = [
+        {
+            "session": fold,
+            "seed": seed,
+            "valid_UA": m["selected_on_valid"].get("UA"),
+            **{k: m[k] for k in METRICS},
+            "epoch": m["epoch"],
+            "folder": os.path.relpath(run_folder, folder),
+        }
+        for fold, seed, run_folder, m in results
+        if m is not None
+    ]
+    failed = len(results) - len(rows)
+    if rows:
+        print(write_tables(rows, summarise(rows), folder, command))
+    if failed:
+        print(f"{failed} of {len(results)} runs failed")
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,115 @@
+"""End-to-end runs of the IEMOCAP recipe on a tiny synthesised corpus."""
+
+import csv
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+RECIPE = os.path.join(
+    os.path.dirname(__file__), os.pardir, "recipes", "IEMOCAP", "turbo"
+)
+TINY = [
+    "--demo_utterances_per_speaker=8",
+    "--number_of_epochs=2",
+    "--batch_size=8",
+    "--channels=16",
+    "--fusion_dim=16",
+    "--projection_dim=8",
+    "--token_embedding_dim=8",
+    "--vocab_size=80",
+]
+
+
+def run_recipe(tmp_path, name, *overrides):
+    output = tmp_path / name
+    command = [
+        sys.executable,
+        "train.py",
+        "hparams/demo.yaml",
+        f"--data_folder={tmp_path / 'corpus'}",
+        f"--output_folder={output}",
+        *TINY,
+        *overrides,
+    ]
+    env = dict(os.environ, OMP_NUM_THREADS="1", HF_HUB_OFFLINE="1")
+    result = subprocess.run(
+        command, cwd=RECIPE, env=env, capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return output, result.stdout + result.stderr
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    tmp_path = tmp_path_factory.mktemp("recipe")
+    turbo = run_recipe(tmp_path, "turbo")
+    baseline = run_recipe(
+        tmp_path, "baseline", "--turbo_weight=0", "--twin_pass=False"
+    )
+    return tmp_path, turbo, baseline
+
+
+def read_manifest(path):
+    with open(path, encoding="utf-8") as f:
+        return json.load(f)
+
+
+def test_demo_corpus_is_synthesised_in_iemocap_layout(runs):
+    tmp_path = runs[0]
+    corpus = tmp_path / "corpus"
+    assert (corpus / "demo_corpus.json").exists()
+    for session in range(1, 6):
+        assert (corpus / f"Session{session}" / "sentences" / "wav").is_dir()
+
+
+def test_turbo_run_writes_metrics_confusion_and_log(runs):
+    (output, log) = runs[1]
+    metrics = json.loads((output / "test_metrics.json").read_text())
+    for key in ("WA", "UA", "macro_F1"):
+        assert 0.0 <= metrics[key] <= 1.0
+    assert "Test WA" in log and "UA" in log and "macro-F1" in log
+
+    png = (output / "test_confusion.png").read_bytes()
+    assert png.startswith(b"\x89PNG")
+    with open(output / "test_confusion.csv", encoding="utf-8") as f:
+        rows = list(csv.reader(f))
+    assert sorted(r[0] for r in rows[1:]) == ["ang", "hap", "neu", "sad"]
+    test_set = read_manifest(output / "test.json")
+    assert sum(int(c) for r in rows[1:] for c in r[1:]) == len(test_set)
+    correct = sum(int(rows[i][i]) for i in range(1, len(rows)))
+    assert metrics["WA"] == pytest.approx(correct / len(test_set))
+
+    epochs = (output / "train_log.txt").read_text().splitlines()
+    train_lines = [line for line in epochs if line.startswith("epoch")]
+    assert len(train_lines) == 2
+    for field in ("train CE", "in_modal", "cross_modal", "train total"):
+        assert field in train_lines[0]
+    for field in ("valid WA", "valid UA", "valid macro_F1"):
+        assert field in train_lines[0]
+
+
+def test_test_session_speakers_never_in_train_or_valid(runs):
+    output = runs[1][0]
+    test_speakers = {
+        u["speaker"] for u in read_manifest(output / "test.json").values()
+    }
+    assert {
+        u["session"] for u in read_manifest(output / "test.json").values()
+    } == {5}
+    for split in ("train", "valid"):
+        speakers = {
+            u["speaker"]
+            for u in read_manifest(output / f"{split}.json").values()
+        }
+        assert not speakers & test_speakers
+
+
+def test_baseline_has_no_contrastive_term(runs):
+    output = runs[2][0]
+    log = (output / "train_log.txt").read_text()
+    assert "train CE" in log
+    assert "in_modal" not in log and "cross_modal" not in log
+    assert (output / "test_metrics.json").exists()
