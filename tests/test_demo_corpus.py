@@ -20,8 +20,6 @@ from speechbrain_turbo.demo_corpus import (
     synthesize_corpus,
 )
 
-pytest.importorskip("espeakng_loader")
-
 # The formats as a reader of the real corpus would parse them.
 SUMMARY_RE = re.compile(
     r"^\[(\d+\.\d{4}) - (\d+\.\d{4})\]\t(\S+)\t(\w{3})\t"

@@ -140,15 +140,18 @@ def write_tables(rows, summary, folder, command):
         "|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
+        scores = [r[k] for k in ("valid_UA", *METRICS)]
         lines.append(
-            f"| {r['session']} | {r['seed']} | {r['valid_UA']:.4f} | "
-            + " | ".join(f"{r[k]:.4f}" for k in METRICS)
+            f"| {r['session']} | {r['seed']} | "
+            + " | ".join("-" if v is None else f"{v:.4f}" for v in scores)
             + f" | {r['epoch']} | {r['folder']} |"
         )
     lines.append(
         f"| mean ± std ({len(rows)} runs) | | "
         + " | ".join(
             f"{summary[k][0]:.4f} ± {summary[k][1]:.4f}"
+            if k in summary
+            else "-"
             for k in ("valid_UA", *METRICS)
         )
         + " | | |"

@@ -33,6 +33,8 @@ def mean_std(values):
     >>> mean_std([0.5, 0.6])
     '55.0 ± 7.1'
     """
+    if not values:
+        return "-"
     std = statistics.stdev(values) if len(values) > 1 else 0.0
     return f"{100 * statistics.mean(values):.1f} ± {100 * std:.1f}"
 
@@ -57,7 +59,7 @@ def main(root):
         with open(path, encoding="utf-8") as f:
             rows = list(csv.DictReader(f))
         cells = [
-            mean_std([float(r[key]) for r in rows])
+            mean_std([float(r[key]) for r in rows if r[key] != ""])
             for key in ("valid_UA", "WA", "UA", "macro_F1")
         ]
         lines.append(f"| {name} | {len(rows)} | " + " | ".join(cells) + " |")
