@@ -19,6 +19,7 @@ Authors
 
 import argparse
 import csv
+import fcntl
 import json
 import os
 import statistics
@@ -51,11 +52,20 @@ def run_one(hparams_file, run_folder, fold, seed, overrides, threads):
     Returns
     -------
     dict or None
-        The run's ``test_metrics.json``, or None if it failed.
+        The run's ``test_metrics.json``, or None if it failed or another
+        process is training it.
     """
     metrics_file = os.path.join(run_folder, "test_metrics.json")
     if not os.path.exists(metrics_file):
         os.makedirs(run_folder, exist_ok=True)
+        # Two sweeps sharing a folder must not train the same run at once:
+        # the second would resume from the first's checkpoints mid-epoch.
+        lock = open(os.path.join(run_folder, ".lock"), "w")
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            print(f"SKIPPED: {run_folder} is being trained by another process")
+            return None
         command = [
             sys.executable,
             os.path.join(HERE, "train.py"),
@@ -67,13 +77,18 @@ def run_one(hparams_file, run_folder, fold, seed, overrides, threads):
         ]
         env = dict(os.environ, OMP_NUM_THREADS=str(threads))
         log_path = os.path.join(run_folder, "stdout.txt")
-        with open(log_path, "w", encoding="utf-8") as log:
-            done = subprocess.run(
-                command, cwd=HERE, env=env, stdout=log, stderr=log
-            )
-        if done.returncode != 0:
-            print(f"FAILED: session {fold}, seed {seed}: see {log_path}")
-            return None
+        with lock:
+            # It may have finished in another process since the check above.
+            if not os.path.exists(metrics_file):
+                with open(log_path, "w", encoding="utf-8") as log:
+                    done = subprocess.run(
+                        command, cwd=HERE, env=env, stdout=log, stderr=log
+                    )
+                if done.returncode != 0:
+                    print(
+                        f"FAILED: session {fold}, seed {seed}: see {log_path}"
+                    )
+                    return None
     with open(metrics_file, encoding="utf-8") as f:
         return json.load(f)
 
