@@ -267,10 +267,11 @@ class TurboBrain(sb.Brain):
                 train_stats=self.train_stats,
                 valid_stats=stats,
             )
-            self.checkpointer.save_and_keep_only(
-                meta={k: v for k, v in stats.items() if k != "loss"},
-                max_keys=["UA"],
-            )
+            if self.checkpointer is not None:
+                self.checkpointer.save_and_keep_only(
+                    meta={k: v for k, v in stats.items() if k != "loss"},
+                    max_keys=["UA"],
+                )
         else:
             self.hparams.train_logger.log_stats(
                 stats_meta={"Epoch loaded": self.hparams.epoch_counter.current},
