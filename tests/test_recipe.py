@@ -113,3 +113,24 @@ def test_baseline_has_no_contrastive_term(runs):
     assert "train CE" in log
     assert "in_modal" not in log and "cross_modal" not in log
     assert (output / "test_metrics.json").exists()
+
+
+def test_output_folder_of_another_configuration_is_refused(runs):
+    tmp_path, (turbo_output, _) = runs[0], runs[1]
+    command = [
+        sys.executable,
+        "train.py",
+        "hparams/demo.yaml",
+        f"--data_folder={tmp_path / 'corpus'}",
+        f"--output_folder={turbo_output}",
+        *TINY,
+        "--turbo_weight=0",
+        "--twin_pass=False",
+    ]
+    result = subprocess.run(command, cwd=RECIPE, capture_output=True, text=True)
+    assert result.returncode != 0
+    output = result.stdout + result.stderr
+    assert "holds a run made with other settings" in output
+    assert "turbo_weight (was the file's value, now 0)" in output
+    # The finished Turbo run is untouched.
+    assert (turbo_output / "test_metrics.json").exists()

@@ -13,8 +13,9 @@ On a real copy of IEMOCAP, testing on session 1:
     > python train.py hparams/demo.yaml \
         --data_folder=/path/to/IEMOCAP_full_release --test_session=1
 
-The cross-entropy baseline, same code path:
-    > python train.py hparams/demo.yaml --turbo_weight=0 --twin_pass=False
+The cross-entropy baseline, same code path (its own output folder):
+    > python train.py hparams/demo.yaml --turbo_weight=0 --twin_pass=False \
+        --experiment_name=baseline
 
 Authors
  * speechbrain-turbo contributors
@@ -30,6 +31,7 @@ from speechbrain.utils.distributed import run_on_main
 
 from speechbrain_turbo.brain import TurboBrain
 from speechbrain_turbo.dataio import audio_text_datasets
+from speechbrain_turbo.experiment import check_run_identity
 
 
 def ensure_demo_corpus(hparams):
@@ -69,6 +71,11 @@ if __name__ == "__main__":
     with open(hparams_file, encoding="utf-8") as fin:
         hparams = load_hyperpyyaml(fin, overrides)
 
+    # Never resume another configuration's checkpoints from this folder.
+    run_on_main(
+        check_run_identity,
+        args=[hparams["output_folder"], hparams_file, overrides],
+    )
     sb.create_experiment_directory(
         experiment_directory=hparams["output_folder"],
         hyperparams_to_save=hparams_file,

@@ -1,0 +1,104 @@
+"""Guards for experiment folders.
+
+SpeechBrain resumes from whatever checkpoints sit in an experiment's output
+folder. Run a baseline (or another test session) into the folder of a
+finished Turbo run and it silently reports the Turbo model's numbers. This
+module records what defines a run and refuses to reuse its folder for a
+different one.
+
+Authors
+ * speechbrain-turbo contributors
+"""
+
+import hashlib
+import json
+import os
+
+from hyperpyyaml import load_hyperpyyaml
+
+IDENTITY_FILE = "run_identity.json"
+
+
+def check_run_identity(output_folder, hparams_file, overrides):
+    r"""Fails if ``output_folder`` holds a run made with other hparams.
+
+    The identity of a run is its hparams file's content and its overrides;
+    the first call records it in ``<output_folder>/run_identity.json``, later
+    calls (a resumed run) must match it.
+
+    Arguments
+    ---------
+    output_folder : str
+        The experiment's output folder.
+    hparams_file : str
+        Path of the hparams YAML file.
+    overrides : str or dict
+        The command-line overrides, as given to ``load_hyperpyyaml``.
+
+    Raises
+    ------
+    ValueError
+        Naming the keys that differ and what to do.
+
+    Example
+    -------
+    >>> import tempfile
+    >>> folder = tempfile.mkdtemp()
+    >>> yaml = os.path.join(folder, "h.yaml")
+    >>> _ = open(yaml, "w").write("lr: 1\n")
+    >>> check_run_identity(folder, yaml, "lr: 2")
+    >>> check_run_identity(folder, yaml, "lr: 2")  # the same run resumes
+    >>> check_run_identity(folder, yaml, "lr: 3")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    ValueError: ...holds a run made with other settings: lr (was 2, now 3)...
+    """
+    if isinstance(overrides, str):
+        try:
+            overrides = load_hyperpyyaml(overrides) if overrides.strip() else {}
+        except Exception:  # e.g. a !ref that only resolves in the file
+            overrides = {"(overrides)": overrides}
+    with open(hparams_file, "rb") as f:
+        file_hash = hashlib.sha256(f.read()).hexdigest()
+    identity = {
+        "hparams_file": os.path.basename(hparams_file),
+        "hparams_sha256": file_hash,
+        "overrides": {k: overrides[k] for k in sorted(overrides or {})},
+    }
+    # JSON round trip so that the comparison sees what the file holds.
+    identity = json.loads(json.dumps(identity, default=str))
+    path = os.path.join(output_folder, IDENTITY_FILE)
+    if os.path.exists(path):
+        with open(path, encoding="utf-8") as f:
+            recorded = json.load(f)
+        if recorded != identity:
+            raise ValueError(
+                f"{output_folder} holds a run made with other settings: "
+                f"{_describe_changes(recorded, identity)}. Resuming there "
+                "would reuse that run's checkpoints. Pass a new "
+                "--output_folder (or --experiment_name) for this run, or "
+                "delete the folder to start it again."
+            )
+        return
+    os.makedirs(output_folder, exist_ok=True)
+    with open(path, "w", encoding="utf-8") as f:
+        json.dump(identity, f, indent=2)
+
+
+def _describe_changes(recorded, current):
+    """Human-readable list of what differs between two identities."""
+    changes = []
+    if recorded["hparams_file"] != current["hparams_file"]:
+        changes.append(
+            f"hparams file (was {recorded['hparams_file']}, "
+            f"now {current['hparams_file']})"
+        )
+    elif recorded["hparams_sha256"] != current["hparams_sha256"]:
+        changes.append(f"the content of {current['hparams_file']}")
+    old, new = recorded["overrides"], current["overrides"]
+    for key in sorted(set(old) | set(new)):
+        if old.get(key) != new.get(key):
+            was = old.get(key, "the file's value")
+            now = new.get(key, "the file's value")
+            changes.append(f"{key} (was {was}, now {now})")
+    return ", ".join(changes)

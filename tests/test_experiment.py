@@ -1,0 +1,32 @@
+"""The guard against resuming another configuration's run folder."""
+
+import pytest
+
+from speechbrain_turbo.experiment import check_run_identity
+
+
+def write_hparams(tmp_path, text="lr: 1\n"):
+    path = tmp_path / "hparams.yaml"
+    path.write_text(text)
+    return str(path)
+
+
+def test_same_run_resumes_and_other_runs_are_refused(tmp_path):
+    folder = str(tmp_path / "run")
+    hparams = write_hparams(tmp_path)
+    check_run_identity(folder, hparams, "turbo_weight: 0.1\nseed: 1\n")
+    # Same settings, other order: the same run.
+    check_run_identity(folder, hparams, "seed: 1\nturbo_weight: 0.1\n")
+    with pytest.raises(ValueError, match=r"turbo_weight \(was 0.1, now 0\)"):
+        check_run_identity(folder, hparams, "turbo_weight: 0\nseed: 1\n")
+    with pytest.raises(ValueError, match=r"seed \(was 1, now the file's"):
+        check_run_identity(folder, hparams, "turbo_weight: 0.1\n")
+
+
+def test_edited_hparams_file_is_refused(tmp_path):
+    folder = str(tmp_path / "run")
+    hparams = write_hparams(tmp_path)
+    check_run_identity(folder, hparams, "")
+    write_hparams(tmp_path, "lr: 2\n")
+    with pytest.raises(ValueError, match="the content of hparams.yaml"):
+        check_run_identity(folder, hparams, "")
