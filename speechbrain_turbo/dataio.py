@@ -131,7 +131,6 @@ def audio_text_datasets(
     data_root="",
     sample_rate=16000,
     label_key="emo",
-    train_sorting="random",
 ):
     """Builds the DynamicItemDatasets of an audio-text classification task.
 
@@ -152,8 +151,6 @@ def audio_text_datasets(
         Sample rate the model expects.
     label_key : str
         Manifest field holding the class label.
-    train_sorting : str
-        ``random``, ``ascending`` or ``descending`` (by duration).
 
     Returns
     -------
@@ -207,8 +204,4 @@ def audio_text_datasets(
         from_didatasets=[datasets["train"]],
         output_key=label_key,
     )
-    if train_sorting != "random":
-        datasets["train"] = datasets["train"].filtered_sorted(
-            sort_key="duration", reverse=train_sorting == "descending"
-        )
     return datasets

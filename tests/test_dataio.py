@@ -1,0 +1,82 @@
+"""Audio-text datasets: items, resampling, errors."""
+
+import json
+
+import pytest
+import torch
+from speechbrain.dataio import audio_io
+from speechbrain.dataio.encoder import CategoricalEncoder
+
+from speechbrain_turbo.dataio import (
+    audio_text_datasets,
+    load_audio,
+    transcript_group_ids,
+)
+
+
+def write_corpus(tmp_path, texts):
+    manifest = {}
+    for i, text in enumerate(texts):
+        path = tmp_path / f"u{i}.wav"
+        audio_io.save(str(path), torch.randn(1, 1600) * 0.1, 16000)
+        manifest[f"u{i}"] = {
+            "wav": "{data_root}/" + path.name,
+            "duration": 0.1,
+            "text": text,
+            "emo": ["neu", "ang"][i % 2],
+        }
+    path = tmp_path / "train.json"
+    path.write_text(json.dumps(manifest))
+    return str(path)
+
+
+def words_to_ids(text):
+    return [len(word) for word in text.split()]
+
+
+def test_items_hold_audio_tokens_transcript_and_label(tmp_path):
+    train = write_corpus(tmp_path, ["Hello there!", "go AWAY"])
+    encoder = CategoricalEncoder()
+    datasets = audio_text_datasets(
+        {"train": train},
+        words_to_ids,
+        encoder,
+        str(tmp_path / "labels.txt"),
+        data_root=str(tmp_path),
+    )
+    item = datasets["train"][1]
+    assert item["id"] == "u1"
+    assert item["audio"].shape == (1600,)
+    assert item["text"].tolist() == [2, 4]
+    assert item["transcript"] == "go away"
+    assert item["label"].tolist() == [encoder.encode_label("ang")]
+
+
+def test_empty_token_sequence_names_the_utterance(tmp_path):
+    train = write_corpus(tmp_path, ["fine", ""])
+    datasets = audio_text_datasets(
+        {"train": train},
+        words_to_ids,
+        CategoricalEncoder(),
+        str(tmp_path / "labels.txt"),
+        data_root=str(tmp_path),
+    )
+    with pytest.raises(ValueError, match="Utterance u1"):
+        datasets["train"][1]
+
+
+def test_stereo_44k_audio_is_downmixed_and_resampled(tmp_path):
+    path = str(tmp_path / "stereo.wav")
+    left = 0.5 * torch.sin(torch.arange(44100) / 10.0)
+    audio_io.save(path, torch.stack([left, 0.25 - left]), 44100)
+    signal = load_audio(path, 16000)
+    assert signal.shape == (16000,)
+    # The channels' average is the constant 0.125 (up to PCM rounding).
+    middle = signal[100:-100]
+    assert torch.allclose(middle, torch.full_like(middle, 0.125), atol=1e-3)
+
+
+def test_group_ids_are_stable_hashes():
+    first = transcript_group_ids(["a b", "c", "a b"])
+    assert first[0] == first[2] != first[1]
+    assert torch.equal(first, transcript_group_ids(["a b", "c", "a b"]))
