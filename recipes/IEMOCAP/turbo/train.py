@@ -28,10 +28,13 @@ import speechbrain as sb
 from hyperpyyaml import load_hyperpyyaml
 from iemocap_prepare import prepare_iemocap
 from speechbrain.utils.distributed import run_on_main
+from speechbrain.utils.logger import get_logger
 
 from speechbrain_turbo.brain import TurboBrain
 from speechbrain_turbo.dataio import audio_text_datasets
 from speechbrain_turbo.experiment import check_run_identity
+
+logger = get_logger(__name__)
 
 
 def ensure_demo_corpus(hparams):
@@ -45,6 +48,13 @@ def ensure_demo_corpus(hparams):
     has_corpus = os.path.isdir(os.path.join(data_folder, "Session1"))
     is_demo = os.path.exists(os.path.join(data_folder, "demo_corpus.json"))
     if "demo_corpus" in hparams and (is_demo or not has_corpus):
+        if not is_demo:
+            logger.warning(
+                "%s holds no IEMOCAP_full_release (no Session1): making the "
+                "SYNTHETIC demo corpus there. For real IEMOCAP, point "
+                "--data_folder at the folder holding Session1..Session5.",
+                data_folder,
+            )
         hparams["demo_corpus"](output=data_folder)
 
 
