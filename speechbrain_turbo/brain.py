@@ -21,6 +21,7 @@ Authors
  * speechbrain-turbo contributors
 """
 
+import itertools
 import json
 import os
 
@@ -31,7 +32,9 @@ from speechbrain.utils.logger import get_logger
 
 from speechbrain_turbo.dataio import transcript_group_ids
 from speechbrain_turbo.metrics import (
+    alignment,
     classification_metrics,
+    uniformity,
     write_confusion_matrix,
 )
 
@@ -137,10 +140,14 @@ class TurboBrain(sb.Brain):
         fused = self.modules.fusion(embeddings)
         logits = self.modules.classifier(fused)
 
+        # The contrastive space: two views to train on, one to analyse
+        # (alignment / uniformity) in evaluation.
         views = None
-        if twin and self.turbo_weight > 0:
+        if self.turbo_weight > 0 and (twin or stage != sb.Stage.TRAIN):
             views = {
-                m: self.modules[f"{m}_projection"](embeddings[m]).chunk(2)
+                m: self.modules[f"{m}_projection"](embeddings[m]).chunk(
+                    2 if twin else 1
+                )
                 for m in self.modalities
             }
         return {"logits": logits, "views": views}
@@ -177,6 +184,8 @@ class TurboBrain(sb.Brain):
         if stage != sb.Stage.TRAIN:
             self.predicted.append(logits.argmax(dim=-1).cpu())
             self.targets.append(labels.cpu())
+            for m, (view,) in (predictions["views"] or {}).items():
+                self.projected.setdefault(m, []).append(view.detach().cpu())
             return ce
 
         loss = ce
@@ -194,10 +203,13 @@ class TurboBrain(sb.Brain):
                 cross_modal=turbo["cross_modal"],
                 inverse_temperature=turbo["inverse_temperature"],
             )
+            # In-modal alignment of the two dropout views (Wang & Isola).
+            for m, (first, second) in predictions["views"].items():
+                terms[f"align_{m}"] = alignment(first.detach(), second.detach())
         terms["total"] = loss
         for name, value in terms.items():
             self.train_sums[name] = self.train_sums.get(name, 0.0) + float(
-                value.detach()
+                value
             )
         self.train_steps += 1
         return loss
@@ -235,7 +247,7 @@ class TurboBrain(sb.Brain):
             Current epoch.
         """
         self.train_sums, self.train_steps = {}, 0
-        self.predicted, self.targets = [], []
+        self.predicted, self.targets, self.projected = [], [], {}
 
     def on_stage_end(self, stage, stage_loss, epoch=None):
         """Logs the epoch's statistics, checkpoints on validation UA.
@@ -304,10 +316,25 @@ class TurboBrain(sb.Brain):
             torch.cat(self.predicted).numpy(),
             num_classes=len(self.hparams.label_encoder),
         )
-        return {
+        stats = {
             "loss": stage_loss,
             **{k: self._metrics[k] for k in ("WA", "UA", "macro_F1")},
         }
+        return {**stats, **self._representation_stats()}
+
+    def _representation_stats(self):
+        """Uniformity of each modality's contrastive embeddings and the
+        alignment of every pair of modalities (same utterance = positive),
+        over the whole stage; empty when the Turbo term is off.
+        """
+        projected = {m: torch.cat(v) for m, v in self.projected.items()}
+        stats = {}
+        for m, embeddings in projected.items():
+            if len(embeddings) > 1:
+                stats[f"unif_{m}"] = uniformity(embeddings)
+        for m, n in itertools.combinations(projected, 2):
+            stats[f"align_{m}_{n}"] = alignment(projected[m], projected[n])
+        return stats
 
     def _write_test_report(self, stats):
         """Writes test metrics (JSON) and the confusion matrix (CSV, PNG)."""

@@ -4,6 +4,11 @@ WA (weighted accuracy) is the overall accuracy; UA (unweighted accuracy) is
 the mean of the per-class recalls over the classes present in the targets;
 macro-F1 averages the per-class F1 over the same classes.
 
+Alignment and uniformity (Wang & Isola, 2020) describe a contrastive
+space: on L2-normalised embeddings, alignment is the mean squared distance of
+positive pairs (lower: pairs closer) and uniformity the log of the mean of
+``exp(-2 ||x - y||^2)`` over all pairs (lower: more spread out).
+
 Authors
  * speechbrain-turbo contributors
 """
@@ -11,6 +16,8 @@ Authors
 import csv
 
 import numpy as np
+import torch
+import torch.nn.functional as F
 from sklearn.metrics import confusion_matrix, f1_score
 
 
@@ -124,3 +131,52 @@ def write_confusion_matrix(confusion, class_names, path_stem):
     fig.savefig(png_path, dpi=100)
     plt.close(fig)
     return csv_path, png_path
+
+
+def alignment(x, y):
+    """Mean squared distance between the rows of ``x`` and ``y``, normalised.
+
+    Arguments
+    ---------
+    x, y : torch.Tensor
+        ``[N, D]`` embeddings; row ``i`` of ``x`` and of ``y`` are positives.
+
+    Returns
+    -------
+    float
+        In [0, 4]; 0 when every pair coincides.
+
+    Example
+    -------
+    >>> x = torch.tensor([[1.0, 0.0], [0.0, 2.0]])
+    >>> alignment(x, -x)
+    4.0
+    """
+    x, y = F.normalize(x.float(), dim=-1), F.normalize(y.float(), dim=-1)
+    return float((x - y).pow(2).sum(dim=-1).mean())
+
+
+def uniformity(x, t=2.0):
+    """Log of the mean Gaussian potential over all pairs of normalised rows.
+
+    Arguments
+    ---------
+    x : torch.Tensor
+        ``[N, D]`` embeddings, N >= 2.
+    t : float
+        Scale of the potential (2 in Wang & Isola).
+
+    Returns
+    -------
+    float
+        Lower is more uniform; 0 when all rows coincide.
+
+    Example
+    -------
+    >>> uniformity(torch.ones(3, 4))
+    0.0
+    >>> round(uniformity(torch.tensor([[1.0, 0.0], [-1.0, 0.0]])), 1)
+    -8.0
+    """
+    x = F.normalize(x.float(), dim=-1)
+    return float(torch.pdist(x).pow(2).mul(-t).exp().mean().log())

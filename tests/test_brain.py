@@ -13,6 +13,7 @@ from speechbrain.nnet.linear import Linear
 from speechbrain_turbo.brain import TurboBrain
 from speechbrain_turbo.dataio import transcript_group_ids
 from speechbrain_turbo.losses import TurboLoss
+from speechbrain_turbo.metrics import alignment, uniformity
 from speechbrain_turbo.models import (
     ConcatFusion,
     ConvEncoder,
@@ -132,9 +133,10 @@ def test_evaluation_is_a_single_deterministic_pass(stage):
         out = brain.compute_forward(batch, stage)
         again = brain.compute_forward(batch, stage)
     assert rows == [4, 4]
-    assert out["views"] is None
     assert out["logits"].shape == (4, NUM_CLASSES)
     assert torch.equal(out["logits"], again["logits"])
+    # One projected view per modality, for the representation analysis.
+    assert [v.shape for (v,) in out["views"].values()] == [(4, 4), (4, 4)]
 
 
 def test_training_loss_is_mean_ce_plus_weighted_turbo():
@@ -217,3 +219,44 @@ def test_inconsistent_configurations_fail_early():
         make_brain(twin_pass="twice")
     with pytest.raises(ValueError, match="video"):
         make_brain(modalities=["audio", "video"])
+
+
+def test_alignment_and_uniformity_are_logged():
+    brain = make_brain()
+    batch = make_batch()
+    brain.modules.train()
+    brain.on_stage_start(sb.Stage.TRAIN)
+    out = brain.compute_forward(batch, sb.Stage.TRAIN)
+    brain.compute_objectives(out, batch, sb.Stage.TRAIN)
+    brain.on_stage_end(sb.Stage.TRAIN, 0.0)
+    assert 0 < brain.train_stats["align_audio"] <= 4
+    assert 0 < brain.train_stats["align_text"] <= 4
+
+    brain.modules.eval()
+    brain.on_stage_start(sb.Stage.VALID)
+    with torch.no_grad():
+        out = brain.compute_forward(batch, sb.Stage.VALID)
+        brain.compute_objectives(out, batch, sb.Stage.VALID)
+    brain.hparams.label_encoder = list(range(NUM_CLASSES))
+    stats = brain._evaluation_stats(0.0)
+    audio, text = (out["views"][m][0] for m in ("audio", "text"))
+    assert stats["align_audio_text"] == pytest.approx(
+        alignment(audio, text), abs=1e-6
+    )
+    assert stats["unif_audio"] == pytest.approx(uniformity(audio), abs=1e-6)
+    assert stats["unif_text"] < 0
+
+
+def test_baseline_logs_no_representation_stats():
+    brain = make_brain(turbo_weight=0, twin_pass=False)
+    brain.modules.eval()
+    brain.on_stage_start(sb.Stage.VALID)
+    batch = make_batch()
+    with torch.no_grad():
+        out = brain.compute_forward(batch, sb.Stage.VALID)
+        brain.compute_objectives(out, batch, sb.Stage.VALID)
+    assert out["views"] is None
+    brain.hparams.label_encoder = list(range(NUM_CLASSES))
+    assert not any(
+        k.startswith(("align", "unif")) for k in brain._evaluation_stats(0.0)
+    )
