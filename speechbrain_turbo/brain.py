@@ -34,6 +34,7 @@ from speechbrain_turbo.dataio import transcript_group_ids
 from speechbrain_turbo.metrics import (
     alignment,
     classification_metrics,
+    plot_training_curves,
     uniformity,
     write_confusion_matrix,
 )
@@ -279,6 +280,7 @@ class TurboBrain(sb.Brain):
                 train_stats=self.train_stats,
                 valid_stats=stats,
             )
+            self._record_history(epoch, stats)
             if self.checkpointer is not None:
                 self.checkpointer.save_and_keep_only(
                     meta={k: v for k, v in stats.items() if k != "loss"},
@@ -290,6 +292,25 @@ class TurboBrain(sb.Brain):
                 test_stats=stats,
             )
             self._write_test_report(stats)
+
+    def _record_history(self, epoch, valid_stats):
+        """Appends the epoch to history.jsonl and redraws the curves PNG."""
+        if not sb.utils.distributed.if_main_process():
+            return
+        folder = self.hparams.output_folder
+        path = os.path.join(folder, "history.jsonl")
+        record = {
+            "epoch": epoch,
+            "train": self.train_stats,
+            "valid": valid_stats,
+        }
+        with open(path, "a", encoding="utf-8") as f:
+            f.write(json.dumps(record) + "\n")
+        with open(path, encoding="utf-8") as f:
+            history = [json.loads(line) for line in f]
+        plot_training_curves(
+            history, os.path.join(folder, "training_curves.png")
+        )
 
     def on_evaluate_start(self, max_key=None, min_key=None):
         """Loads the best checkpoint and remembers what it scored.

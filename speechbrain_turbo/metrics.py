@@ -180,3 +180,64 @@ def uniformity(x, t=2.0):
     """
     x = F.normalize(x.float(), dim=-1)
     return float(torch.pdist(x).pow(2).mul(-t).exp().mean().log())
+
+
+def plot_training_curves(history, png_path):
+    """Plots per-epoch statistics: losses, WA / UA, alignment, uniformity.
+
+    Arguments
+    ---------
+    history : list of dict
+        One record per epoch: ``{"epoch": int, "train": {...},
+        "valid": {...}}``; a repeated epoch (a resumed run) keeps its last
+        record.
+    png_path : str
+        Output PNG path.
+
+    Example
+    -------
+    >>> import tempfile, os
+    >>> path = os.path.join(tempfile.mkdtemp(), "curves.png")
+    >>> history = [
+    ...     {"epoch": e, "train": {"CE": 1 / e}, "valid": {"UA": e / 10}}
+    ...     for e in (1, 2)
+    ... ]
+    >>> plot_training_curves(history, path)
+    >>> open(path, "rb").read(4)[1:]
+    b'PNG'
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    by_epoch = {record["epoch"]: record for record in history}
+    epochs = sorted(by_epoch)
+    panels = {
+        "losses": lambda k: (
+            k in ("CE", "in_modal", "cross_modal", "total", "loss")
+        ),
+        "accuracy": lambda k: k in ("WA", "UA", "macro_F1"),
+        "alignment": lambda k: k.startswith("align_"),
+        "uniformity": lambda k: k.startswith("unif_"),
+    }
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.5 * len(panels), 3.5))
+    for ax, (title, wanted) in zip(axes, panels.items()):
+        for stage in ("train", "valid"):
+            keys = sorted(
+                {k for e in epochs for k in by_epoch[e].get(stage, {})}
+            )
+            for key in filter(wanted, keys):
+                points = [
+                    (e, by_epoch[e][stage][key])
+                    for e in epochs
+                    if key in by_epoch[e].get(stage, {})
+                ]
+                ax.plot(*zip(*points), marker="o", label=f"{stage} {key}")
+        ax.set_title(title)
+        ax.set_xlabel("epoch")
+        if ax.lines:
+            ax.legend(fontsize="small")
+    fig.tight_layout()
+    fig.savefig(png_path, dpi=90)
+    plt.close(fig)

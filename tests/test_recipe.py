@@ -89,6 +89,19 @@ def test_turbo_run_writes_metrics_confusion_and_log(runs):
         assert field in train_lines[0]
     for field in ("valid WA", "valid UA", "valid macro_F1"):
         assert field in train_lines[0]
+    for field in (
+        "align_audio",
+        "align_text",
+        "unif_audio",
+        "align_audio_text",
+    ):
+        assert field in train_lines[0]
+    assert "align_audio_text" in metrics
+
+    history = (output / "history.jsonl").read_text().splitlines()
+    assert [json.loads(line)["epoch"] for line in history] == [1, 2]
+    curves = (output / "training_curves.png").read_bytes()
+    assert curves.startswith(b"\x89PNG")
 
 
 def test_test_session_speakers_never_in_train_or_valid(runs):
