@@ -176,9 +176,15 @@ def audio_text_datasets(
             )
         yield torch.LongTensor(ids)
 
-    @sb.utils.data_pipeline.takes(label_key)
+    @sb.utils.data_pipeline.takes("id", label_key)
     @sb.utils.data_pipeline.provides("label")
-    def label_pipeline(label):
+    def label_pipeline(utterance_id, label):
+        if label not in label_encoder.lab2ind:
+            raise ValueError(
+                f"Utterance {utterance_id}: label {label!r} is not among the "
+                f"training labels {sorted(label_encoder.lab2ind)}; drop it "
+                "from the manifest or add training examples of it"
+            )
         return label_encoder.encode_label_torch(label)
 
     datasets = {}

@@ -80,3 +80,22 @@ def test_group_ids_are_stable_hashes():
     first = transcript_group_ids(["a b", "c", "a b"])
     assert first[0] == first[2] != first[1]
     assert torch.equal(first, transcript_group_ids(["a b", "c", "a b"]))
+
+
+def test_label_unseen_in_training_names_the_utterance(tmp_path):
+    train = write_corpus(tmp_path, ["fine", "ok"])
+    test_dir = tmp_path / "test"
+    test_dir.mkdir()
+    test = write_corpus(test_dir, ["hm"])
+    manifest = json.loads(open(test).read())
+    manifest["u0"]["emo"] = "fru"
+    open(test, "w").write(json.dumps(manifest))
+    datasets = audio_text_datasets(
+        {"train": train, "test": test},
+        words_to_ids,
+        CategoricalEncoder(),
+        str(tmp_path / "labels.txt"),
+        data_root=str(test_dir),
+    )
+    with pytest.raises(ValueError, match="Utterance u0: label 'fru'"):
+        datasets["test"][0]
