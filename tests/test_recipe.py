@@ -23,8 +23,8 @@ TINY = [
 ]
 
 
-def run_recipe(tmp_path, name, *overrides):
-    output = tmp_path / name
+def recipe_command(tmp_path, output, *overrides):
+    """Runs train.py on the tiny corpus; returns the CompletedProcess."""
     command = [
         sys.executable,
         "train.py",
@@ -35,9 +35,14 @@ def run_recipe(tmp_path, name, *overrides):
         *overrides,
     ]
     env = dict(os.environ, OMP_NUM_THREADS="1", HF_HUB_OFFLINE="1")
-    result = subprocess.run(
+    return subprocess.run(
         command, cwd=RECIPE, env=env, capture_output=True, text=True
     )
+
+
+def run_recipe(tmp_path, name, *overrides):
+    output = tmp_path / name
+    result = recipe_command(tmp_path, output, *overrides)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     return output, result.stdout + result.stderr
 
@@ -130,17 +135,9 @@ def test_baseline_has_no_contrastive_term(runs):
 
 def test_output_folder_of_another_configuration_is_refused(runs):
     tmp_path, (turbo_output, _) = runs[0], runs[1]
-    command = [
-        sys.executable,
-        "train.py",
-        "hparams/demo.yaml",
-        f"--data_folder={tmp_path / 'corpus'}",
-        f"--output_folder={turbo_output}",
-        *TINY,
-        "--turbo_weight=0",
-        "--twin_pass=False",
-    ]
-    result = subprocess.run(command, cwd=RECIPE, capture_output=True, text=True)
+    result = recipe_command(
+        tmp_path, turbo_output, "--turbo_weight=0", "--twin_pass=False"
+    )
     assert result.returncode != 0
     output = result.stdout + result.stderr
     assert "holds a run made with other settings" in output

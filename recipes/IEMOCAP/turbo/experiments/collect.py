@@ -11,32 +11,41 @@ Authors
 
 import csv
 import os
-import statistics
 import sys
 
+# The tables' statistics are cross_validate's own (one recipe folder up).
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from cross_validate import summarise  # noqa: E402
 
-def mean_std(values):
-    """Formats ``mean ± std`` (sample std; 0 for one value) in percent.
+COLUMNS = ("valid_UA", "WA", "UA", "macro_F1")
+
+
+def percent(summary, key):
+    """Formats one metric of :func:`cross_validate.summarise` in percent.
 
     Arguments
     ---------
-    values : list of float
-        Metric values in [0, 1].
+    summary : dict
+        ``metric -> (mean, std)``.
+    key : str
+        The metric.
 
     Returns
     -------
     str
-        e.g. ``"52.3 ± 1.2"``.
+        e.g. ``"52.3 ± 1.2"``, or ``"-"`` when no run has the metric.
 
     Example
     -------
-    >>> mean_std([0.5, 0.6])
+    >>> percent({"UA": (0.55, 0.0707)}, "UA")
     '55.0 ± 7.1'
+    >>> percent({}, "UA")
+    '-'
     """
-    if not values:
+    if key not in summary:
         return "-"
-    std = statistics.stdev(values) if len(values) > 1 else 0.0
-    return f"{100 * statistics.mean(values):.1f} ± {100 * std:.1f}"
+    mean, std = summary[key]
+    return f"{100 * mean:.1f} ± {100 * std:.1f}"
 
 
 def main(root):
@@ -58,10 +67,10 @@ def main(root):
             continue
         with open(path, encoding="utf-8") as f:
             rows = list(csv.DictReader(f))
-        cells = [
-            mean_std([float(r[key]) for r in rows if r[key] != ""])
-            for key in ("valid_UA", "WA", "UA", "macro_F1")
-        ]
+        summary = summarise(
+            [{k: float(r[k]) for k in COLUMNS if r[k] != ""} for r in rows]
+        )
+        cells = [percent(summary, key) for key in COLUMNS]
         lines.append(f"| {name} | {len(rows)} | " + " | ".join(cells) + " |")
     text = "\n".join(lines) + "\n"
     with open(os.path.join(root, "summary.md"), "w", encoding="utf-8") as f:
