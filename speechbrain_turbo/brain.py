@@ -16,6 +16,9 @@ The hparams it reads:
   normalised transcript are not each other's negatives; ``lr_annealing``
   (an epoch scheduler, e.g. ``LinearScheduler``); ``label_encoder``;
   ``train_logger``; ``output_folder`` for the test reports.
+- optional, for pretrained encoders: ``encoder_opt_class`` gives the
+  parameters of every ``*_encoder`` module their own optimizer (and
+  ``encoder_lr_annealing`` its schedule); ``opt_class`` then trains the rest.
 
 Authors
  * speechbrain-turbo contributors
@@ -104,6 +107,44 @@ class TurboBrain(sb.Brain):
     def turbo_weight(self):
         """Weight of the contrastive term (0 disables it)."""
         return float(self.hparams.turbo_weight)
+
+    def init_optimizers(self):
+        """One optimizer, or two with ``encoder_opt_class``.
+
+        Pretrained encoders want a far smaller learning rate than the freshly
+        initialised heads: with ``encoder_opt_class`` in the hparams, the
+        trainable parameters of every ``*_encoder`` module go to it and
+        ``opt_class`` trains the rest. Both are checkpointed.
+        """
+        encoder_opt_class = getattr(self.hparams, "encoder_opt_class", None)
+        if encoder_opt_class is None:
+            return super().init_optimizers()
+        encoder_params = [
+            param
+            for name, module in self.modules.items()
+            if name.endswith("_encoder")
+            for param in module.parameters()
+            if param.requires_grad
+        ]
+        in_encoders = {id(param) for param in encoder_params}
+        head_params = [
+            param
+            for param in self.modules.parameters()
+            if param.requires_grad and id(param) not in in_encoders
+        ]
+        self.optimizer = self.opt_class(head_params)
+        self.optimizers_dict = {"heads": self.optimizer}
+        if self.checkpointer is not None:
+            self.checkpointer.add_recoverable("optimizer", self.optimizer)
+        if not encoder_params:
+            logger.info("The encoders are frozen: encoder_opt_class unused")
+            return
+        self.encoder_optimizer = encoder_opt_class(encoder_params)
+        self.optimizers_dict["encoders"] = self.encoder_optimizer
+        if self.checkpointer is not None:
+            self.checkpointer.add_recoverable(
+                "encoder_optimizer", self.encoder_optimizer
+            )
 
     def compute_forward(self, batch, stage):
         """Encodes every modality and classifies the fused embeddings.
@@ -271,12 +312,9 @@ class TurboBrain(sb.Brain):
 
         stats = self._evaluation_stats(stage_loss)
         if stage == sb.Stage.VALID:
-            lr = self.optimizer.param_groups[0]["lr"]
-            if hasattr(self.hparams, "lr_annealing"):
-                _, new_lr = self.hparams.lr_annealing(epoch)
-                sb.nnet.schedulers.update_learning_rate(self.optimizer, new_lr)
+            meta = {"epoch": epoch, **self._anneal_learning_rates(epoch)}
             self.hparams.train_logger.log_stats(
-                stats_meta={"epoch": epoch, "lr": lr},
+                stats_meta=meta,
                 train_stats=self.train_stats,
                 valid_stats=stats,
             )
@@ -292,6 +330,24 @@ class TurboBrain(sb.Brain):
                 test_stats=stats,
             )
             self._write_test_report(stats)
+
+    def _anneal_learning_rates(self, epoch):
+        """Steps the epoch schedulers; returns the rates the epoch used."""
+        rates = {}
+        schedules = (
+            ("lr", "optimizer", "lr_annealing"),
+            ("encoder_lr", "encoder_optimizer", "encoder_lr_annealing"),
+        )
+        for key, optimizer_name, scheduler_name in schedules:
+            optimizer = getattr(self, optimizer_name, None)
+            if optimizer is None:
+                continue
+            rates[key] = optimizer.param_groups[0]["lr"]
+            scheduler = getattr(self.hparams, scheduler_name, None)
+            if scheduler is not None:
+                _, new_lr = scheduler(epoch)
+                sb.nnet.schedulers.update_learning_rate(optimizer, new_lr)
+        return rates
 
     def _record_history(self, epoch, valid_stats):
         """Appends the epoch to history.jsonl and redraws the curves PNG."""

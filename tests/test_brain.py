@@ -260,3 +260,44 @@ def test_baseline_logs_no_representation_stats():
     assert not any(
         k.startswith(("align", "unif")) for k in brain._evaluation_stats(0.0)
     )
+
+
+def test_encoder_opt_class_gives_encoders_their_own_optimizer():
+    brain = make_brain(
+        encoder_opt_class=lambda params: torch.optim.AdamW(params, lr=1e-5)
+    )
+    brain.init_optimizers()
+    assert set(brain.optimizers_dict) == {"heads", "encoders"}
+    encoder_ids = {
+        id(p)
+        for name in ("audio_encoder", "text_encoder")
+        for p in brain.modules[name].parameters()
+    }
+    (encoder_group,) = brain.encoder_optimizer.param_groups
+    (head_group,) = brain.optimizer.param_groups
+    assert {id(p) for p in encoder_group["params"]} == encoder_ids
+    assert encoder_group["lr"] == 1e-5 and head_group["lr"] == 0.1
+    head_ids = {id(p) for p in head_group["params"]}
+    assert not head_ids & encoder_ids
+    assert head_ids | encoder_ids == {id(p) for p in brain.modules.parameters()}
+
+
+def test_frozen_encoders_leave_only_the_heads_optimizer():
+    brain = make_brain(encoder_opt_class=torch.optim.AdamW)
+    for name in ("audio_encoder", "text_encoder"):
+        brain.modules[name].requires_grad_(False)
+    brain.init_optimizers()
+    assert set(brain.optimizers_dict) == {"heads"}
+
+
+def test_each_optimizer_follows_its_own_epoch_schedule():
+    schedule = sb.nnet.schedulers.LinearScheduler
+    brain = make_brain(
+        encoder_opt_class=lambda params: torch.optim.AdamW(params, lr=1e-5),
+        lr_annealing=schedule(0.1, 0.01, 2),
+        encoder_lr_annealing=schedule(1e-5, 1e-6, 2),
+    )
+    brain.init_optimizers()
+    assert brain._anneal_learning_rates(1) == {"lr": 0.1, "encoder_lr": 1e-5}
+    assert brain.optimizer.param_groups[0]["lr"] == pytest.approx(0.01)
+    assert brain.encoder_optimizer.param_groups[0]["lr"] == pytest.approx(1e-6)

@@ -9,13 +9,14 @@ contrastive terms to the cross-entropy. The library does the work
 To run the demo (a synthetic IEMOCAP-layout corpus, made when absent):
     > python train.py hparams/demo.yaml
 
-On a real copy of IEMOCAP, testing on session 1:
-    > python train.py hparams/demo.yaml \
+With pretrained encoders (WavLM Base+ and RoBERTa-base by default) on a
+real copy of IEMOCAP, testing on session 1:
+    > python train.py hparams/turbo.yaml \
         --data_folder=/path/to/IEMOCAP_full_release --test_session=1
 
 The cross-entropy baseline, same code path (its own output folder):
-    > python train.py hparams/demo.yaml --turbo_weight=0 --twin_pass=False \
-        --experiment_name=baseline
+    > python train.py hparams/turbo.yaml --data_folder=... \
+        --turbo_weight=0 --twin_pass=False --experiment_name=baseline
 
 Authors
  * speechbrain-turbo contributors
@@ -59,15 +60,20 @@ def ensure_demo_corpus(hparams):
 
 
 def dataio_prep(hparams):
-    """Trains the tokenizer on the training transcripts, builds datasets."""
-    tokenizer = hparams["tokenizer"]()
+    """Builds the datasets, tokenising with the pretrained text model's own
+    tokenizer, or with SentencePiece trained on the training transcripts.
+    """
+    if "tokenizer" in hparams:
+        text_to_ids = hparams["tokenizer"]().sp.encode_as_ids
+    else:
+        text_to_ids = hparams["text_model"].text_to_ids
     return audio_text_datasets(
         manifests={
             "train": hparams["train_annotation"],
             "valid": hparams["valid_annotation"],
             "test": hparams["test_annotation"],
         },
-        text_to_ids=tokenizer.sp.encode_as_ids,
+        text_to_ids=text_to_ids,
         label_encoder=hparams["label_encoder"],
         label_encoder_file=hparams["label_encoder_file"],
         data_root=hparams["data_folder"],

@@ -1,0 +1,248 @@
+"""Pretrained HuggingFace speech and text encoders for Turbo.
+
+Thin subclasses of SpeechBrain's HuggingFace lobes that add what the twin
+pass needs: the encoder's dropout rates set from hparams (they make the two
+views differ) and a text encoder that takes token ids plus relative lengths,
+so that it fits :class:`speechbrain_turbo.models.ModalityEncoder` like any
+other encoder.
+
+Authors
+ * speechbrain-turbo contributors
+"""
+
+import torch
+from speechbrain.dataio.dataio import length_to_mask
+from speechbrain.integrations.huggingface.textencoder import TextEncoder
+from speechbrain.integrations.huggingface.wav2vec2 import Wav2Vec2
+from speechbrain.utils.logger import get_logger
+
+logger = get_logger(__name__)
+
+
+def apply_config_overrides(config, overrides, source):
+    """Sets HuggingFace config attributes, refusing names the config lacks.
+
+    Arguments
+    ---------
+    config : transformers.PretrainedConfig
+        The model's config, before the model is built from it.
+    overrides : dict or None
+        Attribute name -> value, e.g. ``{"hidden_dropout": 0.1}``.
+    source : str
+        The model's hub name or folder, named in errors.
+
+    Returns
+    -------
+    transformers.PretrainedConfig
+        The same config, modified.
+
+    Example
+    -------
+    >>> from transformers import BertConfig
+    >>> config = apply_config_overrides(
+    ...     BertConfig(), {"hidden_dropout_prob": 0.2}, "bert"
+    ... )
+    >>> config.hidden_dropout_prob
+    0.2
+    """
+    for name, value in (overrides or {}).items():
+        if not hasattr(config, name):
+            dropouts = sorted(
+                key
+                for key in config.to_dict()
+                if "drop" in key or key.endswith("_prob")
+            )
+            raise ValueError(
+                f"{source}: its {type(config).__name__} has no attribute "
+                f"{name!r} (set in config_overrides). Its dropout-like "
+                f"attributes are {dropouts}"
+            )
+        setattr(config, name, value)
+    if overrides:
+        logger.info("%s: config overrides %s", source, dict(overrides))
+    return config
+
+
+class HFSpeechEncoder(Wav2Vec2):
+    """A wav2vec 2.0 / HuBERT / WavLM encoder with settable dropout.
+
+    As SpeechBrain's ``Wav2Vec2`` lobe (which loads any of the three through
+    ``AutoModel``), plus ``config_overrides`` applied before the model is
+    built, and a frozen CNN feature encoder that stores no activations for
+    backward (HuggingFace's ``freeze_feature_encoder``).
+
+    Arguments
+    ---------
+    source : str
+        HuggingFace hub name or local folder.
+    save_path : str
+        Where downloaded weights are cached.
+    config_overrides : dict, optional
+        Config attributes to set, e.g. ``hidden_dropout``,
+        ``attention_dropout``, ``feat_proj_dropout``, ``layerdrop``.
+    freeze_feature_extractor : bool
+        Freeze the CNN feature encoder (the usual fine-tuning setup).
+    **kwargs
+        Passed to ``Wav2Vec2`` (``freeze``, ``output_norm``...).
+
+    Example
+    -------
+    >>> import tempfile
+    >>> from speechbrain_turbo.random_hf_models import save_random_speech_model
+    >>> folder = save_random_speech_model(tempfile.mkdtemp())
+    >>> encoder = HFSpeechEncoder(
+    ...     folder, tempfile.mkdtemp(), config_overrides={"layerdrop": 0.0}
+    ... )
+    >>> encoder(torch.randn(2, 8000), torch.tensor([1.0, 0.5])).shape
+    torch.Size([2, 98, 16])
+    """
+
+    def __init__(
+        self,
+        source,
+        save_path,
+        config_overrides=None,
+        freeze_feature_extractor=True,
+        **kwargs,
+    ):
+        # Read by override_config, which the parent calls before the model
+        # exists; a plain attribute may be set before Module.__init__.
+        self._config_overrides = dict(config_overrides or {})
+        self._source = source
+        super().__init__(
+            source,
+            save_path,
+            freeze_feature_extractor=freeze_feature_extractor,
+            **kwargs,
+        )
+        if freeze_feature_extractor and not self.freeze:
+            # What wav2vec2's freeze_feature_encoder() does (HubERT lacks
+            # it): the CNN then stops asking for its input's gradient.
+            self.model.feature_extractor._freeze_parameters()
+
+    def override_config(self, config):
+        """Applies ``config_overrides`` (see :func:`apply_config_overrides`).
+
+        Arguments
+        ---------
+        config : transformers.PretrainedConfig
+            The loaded config.
+
+        Returns
+        -------
+        transformers.PretrainedConfig
+            The overridden config.
+        """
+        return apply_config_overrides(
+            config, self._config_overrides, self._source
+        )
+
+
+class HFTextEncoder(TextEncoder):
+    """A pretrained text encoder (BERT, RoBERTa...) fed with token ids.
+
+    The data pipeline tokenises with :meth:`text_to_ids` (the model's own
+    tokenizer); ``forward`` takes the padded ids and SpeechBrain's relative
+    lengths and returns the last hidden states.
+
+    Arguments
+    ---------
+    source : str
+        HuggingFace hub name or local folder.
+    save_path : str
+        Where downloaded weights are cached.
+    config_overrides : dict, optional
+        Config attributes to set, e.g. ``hidden_dropout_prob``,
+        ``attention_probs_dropout_prob``.
+    freeze : bool
+        If True, the encoder is not trained.
+    **kwargs
+        Passed to SpeechBrain's ``TextEncoder`` (``num_layers``...).
+
+    Example
+    -------
+    >>> import tempfile
+    >>> from speechbrain_turbo.random_hf_models import save_random_text_model
+    >>> folder = save_random_text_model(tempfile.mkdtemp(), ["hello there"])
+    >>> encoder = HFTextEncoder(folder, tempfile.mkdtemp())
+    >>> ids = torch.tensor([encoder.text_to_ids("Hello there!")])
+    >>> encoder(ids, torch.ones(1)).shape[-1]
+    16
+    """
+
+    def __init__(
+        self, source, save_path, config_overrides=None, freeze=False, **kwargs
+    ):
+        self._config_overrides = dict(config_overrides or {})
+        self._source = source
+        super().__init__(source, save_path, freeze=freeze, **kwargs)
+
+    def override_config(self, config):
+        """Applies ``config_overrides`` (see :func:`apply_config_overrides`).
+
+        Arguments
+        ---------
+        config : transformers.PretrainedConfig
+            The loaded config.
+
+        Returns
+        -------
+        transformers.PretrainedConfig
+            The overridden config.
+        """
+        return apply_config_overrides(
+            config, self._config_overrides, self._source
+        )
+
+    def text_to_ids(self, text):
+        """Token ids of one transcript, with the model's special tokens,
+        truncated to the model's maximum length.
+
+        Arguments
+        ---------
+        text : str
+            A transcript.
+
+        Returns
+        -------
+        list of int
+            The token ids.
+        """
+        max_length = self.config.max_position_embeddings
+        # RoBERTa-style position ids start after the padding index.
+        padding_idx = getattr(self.model.embeddings, "padding_idx", None)
+        if padding_idx is not None:
+            max_length -= padding_idx + 1
+        max_length = min(self.tokenizer.model_max_length, max_length)
+        return self.tokenizer(text, truncation=True, max_length=max_length)[
+            "input_ids"
+        ]
+
+    def forward(self, token_ids, lengths=None):
+        """Last hidden states of a padded batch of token ids.
+
+        Arguments
+        ---------
+        token_ids : torch.Tensor
+            ``[B, L]`` ids; padding may hold any id.
+        lengths : torch.Tensor, optional
+            ``[B]`` relative lengths in [0, 1]; None means no padding.
+
+        Returns
+        -------
+        torch.Tensor
+            ``[B, L, D]`` hidden states.
+        """
+        if lengths is None:
+            mask = torch.ones_like(token_ids, dtype=torch.bool)
+        else:
+            tokens = torch.round(lengths * token_ids.shape[1])
+            mask = length_to_mask(tokens, max_len=token_ids.shape[1]).bool()
+        # Padding gets the model's pad id: RoBERTa derives its position ids
+        # from which tokens are padding.
+        pad_id = self.tokenizer.pad_token_id or 0
+        token_ids = token_ids.masked_fill(~mask, pad_id)
+        with torch.set_grad_enabled(not self.freeze):
+            return self.model(
+                input_ids=token_ids, attention_mask=mask.long()
+            ).last_hidden_state

@@ -1,0 +1,112 @@
+"""The IEMOCAP recipe with pretrained encoders (hparams/turbo.yaml), run end
+to end on a tiny corpus with tiny random HF models: no network.
+"""
+
+import json
+import os
+
+import pytest
+import torch
+from conftest import REPO, run_python
+from safetensors.torch import load_file
+
+RECIPE = os.path.join(REPO, "recipes", "IEMOCAP", "turbo")
+TINY_HEADS = [
+    "--number_of_epochs=2",
+    "--batch_size=8",
+    "--num_workers=0",
+    "--audio_embedding_dim=16",
+    "--text_embedding_dim=16",
+    "--fusion_dim=16",
+    "--projection_dim=8",
+]
+
+
+def run_turbo_yaml(tmp_path, corpus, models, name, *overrides):
+    output = tmp_path / name
+    result = run_python(
+        RECIPE,
+        "train.py",
+        "hparams/turbo.yaml",
+        f"--data_folder={corpus}",
+        f"--audio_hub={models[0]}",
+        f"--text_hub={models[1]}",
+        f"--pretrained_folder={tmp_path / 'pretrained'}",
+        f"--output_folder={output}",
+        *TINY_HEADS,
+        *overrides,
+    )
+    log = result.stdout + result.stderr
+    assert result.returncode == 0, log[-4000:]
+    return output, log
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory, tiny_corpus, tiny_hf_models):
+    tmp_path = tmp_path_factory.mktemp("pretrained")
+    turbo = run_turbo_yaml(tmp_path, tiny_corpus, tiny_hf_models, "turbo")
+    baseline = run_turbo_yaml(
+        tmp_path,
+        tiny_corpus,
+        tiny_hf_models,
+        "baseline",
+        "--turbo_weight=0",
+        "--twin_pass=False",
+        "--precision=bf16",
+    )
+    return turbo, baseline
+
+
+def best_checkpoint(output):
+    save = output / "save"
+    (folder,) = [p for p in save.iterdir() if p.name.startswith("CKPT")]
+    return folder
+
+
+def test_turbo_yaml_trains_and_tests_with_two_optimizers(runs):
+    output, log = runs[0]
+    metrics = json.loads((output / "test_metrics.json").read_text())
+    for key in ("WA", "UA", "macro_F1", "align_audio_text", "unif_text"):
+        assert key in metrics
+    assert metrics["selected_on_valid"]["UA"] >= 0
+    assert (output / "training_curves.png").read_bytes()[:4] == b"\x89PNG"
+    epochs = [
+        line
+        for line in (output / "train_log.txt").read_text().splitlines()
+        if line.startswith("epoch")
+    ]
+    assert len(epochs) == 2
+    assert "lr: 5.00e-04, encoder_lr: 2.00e-05" in epochs[0]
+    assert "in_modal" in epochs[0] and "cross_modal" in epochs[0]
+    # The encoders' own dropout makes the two views differ.
+    assert "are identical" not in log
+    checkpoint = best_checkpoint(output)
+    assert (checkpoint / "encoder_optimizer.ckpt").exists()
+    assert (checkpoint / "optimizer.ckpt").exists()
+
+
+def test_pretrained_encoders_are_fine_tuned_but_cnn_stays_frozen(
+    runs, tiny_hf_models
+):
+    output, _ = runs[0]
+    source = load_file(os.path.join(tiny_hf_models[0], "model.safetensors"))
+    tuned = torch.load(
+        best_checkpoint(output) / "audio_encoder.ckpt", weights_only=True
+    )
+    prefix = "encoder.model."
+    cnn = [k for k in source if k.startswith("feature_extractor.")]
+    transformer = [k for k in source if k.startswith("encoder.layers.")]
+    assert cnn and transformer
+    for key in cnn:
+        assert torch.equal(tuned[prefix + key], source[key]), key
+    assert any(
+        not torch.equal(tuned[prefix + key], source[key]) for key in transformer
+    )
+
+
+def test_baseline_on_turbo_yaml_runs_in_bf16_without_contrastive_term(runs):
+    output, log = runs[1]
+    assert "Using training precision: `--precision=bf16`" in log
+    train_log = (output / "train_log.txt").read_text()
+    assert "train CE" in train_log and "in_modal" not in train_log
+    assert json.loads((output / "test_metrics.json").read_text())["WA"] >= 0
