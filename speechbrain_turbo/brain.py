@@ -27,6 +27,7 @@ Authors
 import itertools
 import json
 import os
+import time
 
 import speechbrain as sb
 import torch
@@ -290,6 +291,10 @@ class TurboBrain(sb.Brain):
         """
         self.train_sums, self.train_steps = {}, 0
         self.predicted, self.targets, self.projected = [], [], {}
+        if stage == sb.Stage.TRAIN:
+            self._epoch_start = time.perf_counter()
+            if torch.cuda.is_available():
+                torch.cuda.reset_peak_memory_stats()
 
     def on_stage_end(self, stage, stage_loss, epoch=None):
         """Logs the epoch's statistics, checkpoints on validation UA.
@@ -308,6 +313,11 @@ class TurboBrain(sb.Brain):
             self.train_stats = {
                 name: total / steps for name, total in self.train_sums.items()
             }
+            # The cost of an epoch, next to what it bought.
+            self.train_stats["time_s"] = time.perf_counter() - self._epoch_start
+            if torch.cuda.is_available():
+                peak = torch.cuda.max_memory_allocated() / 2**30
+                self.train_stats["peak_GiB"] = peak
             return
 
         stats = self._evaluation_stats(stage_loss)

@@ -94,7 +94,7 @@ class HFSpeechEncoder(Wav2Vec2):
     ...     folder, tempfile.mkdtemp(), config_overrides={"layerdrop": 0.0}
     ... )
     >>> encoder(torch.randn(2, 8000), torch.tensor([1.0, 0.5])).shape
-    torch.Size([2, 98, 16])
+    torch.Size([2, 23, 16])
     """
 
     def __init__(

@@ -9,6 +9,7 @@ Authors
  * speechbrain-turbo contributors
 """
 
+import os
 import re
 import string
 
@@ -58,7 +59,7 @@ def save_random_speech_model(folder, family="wav2vec2", size="tiny", seed=0):
 
     Example
     -------
-    >>> import os, tempfile
+    >>> import tempfile
     >>> folder = save_random_speech_model(tempfile.mkdtemp())
     >>> sorted(os.listdir(folder))[:2]
     ['config.json', 'model.safetensors']
@@ -132,9 +133,11 @@ def save_random_text_model(folder, texts, family="bert", size="tiny", seed=0):
     for token in words + chars + [f"##{c}" for c in chars]:
         if token not in vocab:
             vocab.append(token)
-    tokenizer = transformers.BertTokenizer(
-        vocab={token: i for i, token in enumerate(vocab)}
-    )
+    os.makedirs(folder, exist_ok=True)
+    vocab_file = os.path.join(folder, "vocab.txt")
+    with open(vocab_file, "w", encoding="utf-8") as f:
+        f.write("\n".join(vocab) + "\n")
+    tokenizer = transformers.BertTokenizer(vocab_file)
     tokenizer.model_max_length = 512
     tokenizer.save_pretrained(folder)
 
