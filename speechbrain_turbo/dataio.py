@@ -9,7 +9,9 @@ Authors
  * speechbrain-turbo contributors
 """
 
+import csv
 import hashlib
+import os
 import re
 
 import speechbrain as sb
@@ -21,6 +23,8 @@ from speechbrain.utils.logger import get_logger
 logger = get_logger(__name__)
 
 _resample_warned = set()
+
+MANIFEST_COLUMNS = ("ID", "wav", "text", "label")
 
 
 def normalize_transcript(text):
@@ -123,6 +127,117 @@ def load_audio(path, sample_rate):
     return signal
 
 
+def read_csv_manifest(path, data_root="", labels=None):
+    """Reads and checks an audio-text CSV manifest.
+
+    Columns ``ID,wav,text,label`` are required (others, such as
+    ``duration`` and ``speaker``, are kept). ``$data_root`` in ``wav`` is
+    replaced by ``data_root``, as SpeechBrain's CSV loader does. Every
+    problem raises a ``ValueError`` naming the file, the line, the ID and
+    the column: a missing column, an empty or duplicated ID, a wav file that
+    does not exist, an empty transcript or label, and, when ``labels`` is
+    given, a label outside it.
+
+    Arguments
+    ---------
+    path : str
+        The CSV file.
+    data_root : str
+        Replaces ``$data_root`` in the ``wav`` column.
+    labels : collection of str, optional
+        The allowed labels (the training set's), for validation and test.
+
+    Returns
+    -------
+    list of dict
+        The rows, with ``wav`` resolved.
+
+    Example
+    -------
+    >>> import tempfile
+    >>> folder = tempfile.mkdtemp()
+    >>> audio_io.save(f"{folder}/a.wav", torch.zeros(1, 160), 16000)
+    >>> with open(f"{folder}/train.csv", "w") as f:
+    ...     print("ID,wav,text,label", file=f)
+    ...     print("a,$data_root/a.wav,Hi.,joy", file=f)
+    >>> [r["label"] for r in read_csv_manifest(f"{folder}/train.csv", folder)]
+    ['joy']
+    >>> read_csv_manifest(
+    ...     f"{folder}/train.csv", folder, labels={"sad"}
+    ... )  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    ValueError: ...train.csv line 2 (ID 'a'), column label: 'joy' is not ...
+    """
+    with open(path, newline="", encoding="utf-8") as f:
+        reader = csv.DictReader(f)
+        columns = reader.fieldnames or []
+        missing = [c for c in MANIFEST_COLUMNS if c not in columns]
+        if missing:
+            raise ValueError(
+                f"{path}: missing column(s) {', '.join(missing)} (found "
+                f"{', '.join(columns) or 'none'}). An audio-text manifest "
+                "needs the header ID,wav,text,label (optional: duration, "
+                "speaker)"
+            )
+        rows, first_line = [], {}
+        for line, row in enumerate(reader, start=2):
+            where = f"{path} line {line} (ID {row['ID']!r})"
+            _check_manifest_row(row, where, first_line, data_root, labels)
+            first_line[row["ID"]] = line
+            rows.append(row)
+    return rows
+
+
+def _check_manifest_row(row, where, first_line, data_root, labels):
+    """Raises a ValueError naming row and column for the first problem."""
+    empty = [c for c in MANIFEST_COLUMNS if not (row[c] or "").strip()]
+    if empty:
+        what = "transcript" if empty[0] == "text" else "value"
+        raise ValueError(
+            f"{where}, column {empty[0]}: empty {what}; fill it in or drop "
+            "the row"
+        )
+    if row["ID"] in first_line:
+        raise ValueError(
+            f"{where}, column ID: duplicate of line {first_line[row['ID']]}; "
+            "IDs must be unique"
+        )
+    row["wav"] = row["wav"].replace("$data_root", data_root)
+    if not os.path.isfile(row["wav"]):
+        raise ValueError(
+            f"{where}, column wav: no file {row['wav']!r}. Paths are used "
+            "as written (relative ones from the working directory); write "
+            "$data_root/... and pass --data_folder to root them elsewhere"
+        )
+    if labels is not None and row["label"] not in labels:
+        raise ValueError(
+            f"{where}, column label: {row['label']!r} is not among the "
+            f"training labels {sorted(labels)}; fix the label or drop the row"
+        )
+
+
+def count_labels(path, data_root=""):
+    """Number of distinct labels in a (checked) CSV manifest.
+
+    Lets a YAML file size the classifier from the training manifest:
+    ``out_n_neurons: !apply:speechbrain_turbo.dataio.count_labels [...]``.
+
+    Arguments
+    ---------
+    path : str
+        The training CSV manifest (see :func:`read_csv_manifest`).
+    data_root : str
+        Replaces ``$data_root`` in the ``wav`` column.
+
+    Returns
+    -------
+    int
+        How many classes the training manifest holds.
+    """
+    return len({row["label"] for row in read_csv_manifest(path, data_root)})
+
+
 def audio_text_datasets(
     manifests,
     text_to_ids,
@@ -137,8 +252,9 @@ def audio_text_datasets(
     Arguments
     ---------
     manifests : dict
-        Split name -> JSON manifest path. Must include ``train``; entries
-        hold ``wav`` (may use ``{data_root}``), ``text`` and the label.
+        Split name -> manifest path, JSON (``wav`` may use ``{data_root}``)
+        or CSV (``.csv``; ``wav`` may use ``$data_root``). Must include
+        ``train``; entries hold ``wav``, ``text`` and the label.
     text_to_ids : callable
         ``text -> list of int`` token ids (e.g. a SentencePiece encoder).
     label_encoder : speechbrain.dataio.encoder.CategoricalEncoder
@@ -177,7 +293,7 @@ def audio_text_datasets(
         yield torch.LongTensor(ids)
 
     @sb.utils.data_pipeline.takes("id", label_key)
-    @sb.utils.data_pipeline.provides("label")
+    @sb.utils.data_pipeline.provides("class_id")
     def label_pipeline(utterance_id, label):
         if label not in label_encoder.lab2ind:
             raise ValueError(
@@ -189,8 +305,11 @@ def audio_text_datasets(
 
     datasets = {}
     for split, path in manifests.items():
-        datasets[split] = sb.dataio.dataset.DynamicItemDataset.from_json(
-            json_path=path,
+        load = sb.dataio.dataset.DynamicItemDataset.from_json
+        if path.endswith(".csv"):
+            load = sb.dataio.dataset.DynamicItemDataset.from_csv
+        datasets[split] = load(
+            path,
             replacements={"data_root": data_root},
             dynamic_items=[audio_pipeline, text_pipeline, label_pipeline],
         )
@@ -202,7 +321,7 @@ def audio_text_datasets(
                 "audio": "audio",
                 "text": "text_ids",
                 "transcript": "transcript",
-                "label": "label",
+                "label": "class_id",
             }
         )
     label_encoder.load_or_create(

@@ -9,7 +9,9 @@ from speechbrain.dataio.encoder import CategoricalEncoder
 
 from speechbrain_turbo.dataio import (
     audio_text_datasets,
+    count_labels,
     load_audio,
+    read_csv_manifest,
     transcript_group_ids,
 )
 
@@ -99,3 +101,60 @@ def test_label_unseen_in_training_names_the_utterance(tmp_path):
     )
     with pytest.raises(ValueError, match="Utterance u0: label 'fru'"):
         datasets["test"][0]
+
+
+def write_csv_manifest(tmp_path, lines):
+    audio_io.save(str(tmp_path / "a.wav"), torch.zeros(1, 160), 16000)
+    path = tmp_path / "m.csv"
+    path.write_text("\n".join(lines) + "\n")
+    return str(path)
+
+
+@pytest.mark.parametrize(
+    "lines, expected",
+    [
+        (["ID,wav,label", "u1,$data_root/a.wav,joy"], "missing column(s) text"),
+        (
+            ["ID,wav,text,label", "u1,$data_root/a.wav,Hi,joy", "u2"],
+            "line 3 (ID 'u2'), column wav: empty value",
+        ),
+        (
+            ["ID,wav,text,label", "u1,$data_root/a.wav, ,joy"],
+            "line 2 (ID 'u1'), column text: empty transcript",
+        ),
+        (
+            [
+                "ID,wav,text,label",
+                "u1,$data_root/a.wav,Hi,joy",
+                "u1,$data_root/a.wav,Yo,joy",
+            ],
+            "line 3 (ID 'u1'), column ID: duplicate of line 2",
+        ),
+        (
+            ["ID,wav,text,label", "u1,a.wav,Hi,joy"],
+            "line 2 (ID 'u1'), column wav: no file 'a.wav'",
+        ),
+    ],
+)
+def test_bad_csv_manifest_names_line_and_column(tmp_path, lines, expected):
+    path = write_csv_manifest(tmp_path, lines)
+    with pytest.raises(ValueError) as error:
+        read_csv_manifest(path, str(tmp_path))
+    assert str(error.value).startswith(path)
+    assert expected in str(error.value)
+
+
+def test_csv_manifest_resolves_data_root_and_counts_labels(tmp_path):
+    path = write_csv_manifest(
+        tmp_path,
+        [
+            "ID,wav,text,label,speaker",
+            "u1,$data_root/a.wav,Hi,joy,s1",
+            "u2,$data_root/a.wav,Go,anger,s2",
+            "u3,$data_root/a.wav,Ok,joy,s1",
+        ],
+    )
+    rows = read_csv_manifest(path, str(tmp_path))
+    assert rows[0]["wav"] == str(tmp_path / "a.wav")
+    assert rows[1]["speaker"] == "s2"
+    assert count_labels(path, str(tmp_path)) == 2

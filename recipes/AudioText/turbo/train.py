@@ -1,0 +1,102 @@
+#!/usr/bin/env python3
+"""Recipe for any audio + text classification task with Turbo.
+
+The data comes as three CSV manifests with the columns ``ID,wav,text,label``
+(optional: ``duration``, ``speaker``); ``$data_root`` in ``wav`` is replaced
+by ``--data_folder``. The label set is the training manifest's. Same Brain
+and models as the IEMOCAP recipe (speechbrain_turbo.brain.TurboBrain).
+
+Small encoders trained from scratch:
+    > python train.py hparams/small.yaml \
+        --train_csv=train.csv --valid_csv=valid.csv --test_csv=test.csv
+
+Pretrained encoders (WavLM Base+ and RoBERTa-base by default):
+    > python train.py hparams/pretrained.yaml \
+        --train_csv=train.csv --valid_csv=valid.csv --test_csv=test.csv
+
+The cross-entropy baseline: add --turbo_weight=0 --twin_pass=False
+--experiment_name=baseline.
+
+Authors
+ * speechbrain-turbo contributors
+"""
+
+import sys
+
+import speechbrain as sb
+from hyperpyyaml import load_hyperpyyaml
+
+from speechbrain_turbo.brain import TurboBrain
+from speechbrain_turbo.dataio import audio_text_datasets, read_csv_manifest
+from speechbrain_turbo.experiment import check_run_identity
+
+
+def dataio_prep(hparams):
+    """Checks the manifests against the training labels, then builds the
+    datasets, tokenising with the pretrained text model's own tokenizer or
+    with SentencePiece trained on the training transcripts.
+    """
+    manifests = {
+        "train": hparams["train_csv"],
+        "valid": hparams["valid_csv"],
+        "test": hparams["test_csv"],
+    }
+    data_root = hparams["data_folder"]
+    train = read_csv_manifest(manifests["train"], data_root)
+    labels = {row["label"] for row in train}
+    for split in ("valid", "test"):
+        read_csv_manifest(manifests[split], data_root, labels=labels)
+
+    if "tokenizer" in hparams:
+        text_to_ids = hparams["tokenizer"]().sp.encode_as_ids
+    else:
+        text_to_ids = hparams["text_model"].text_to_ids
+    return audio_text_datasets(
+        manifests=manifests,
+        text_to_ids=text_to_ids,
+        label_encoder=hparams["label_encoder"],
+        label_encoder_file=hparams["label_encoder_file"],
+        data_root=data_root,
+        sample_rate=hparams["sample_rate"],
+        label_key="label",
+    )
+
+
+if __name__ == "__main__":
+    hparams_file, run_opts, overrides = sb.parse_arguments(sys.argv[1:])
+    sb.utils.distributed.ddp_init_group(run_opts)
+    with open(hparams_file, encoding="utf-8") as fin:
+        hparams = load_hyperpyyaml(fin, overrides)
+
+    # Never resume another configuration's checkpoints from this folder.
+    sb.utils.distributed.run_on_main(
+        check_run_identity,
+        args=[hparams["output_folder"], hparams_file, overrides],
+    )
+    sb.create_experiment_directory(
+        experiment_directory=hparams["output_folder"],
+        hyperparams_to_save=hparams_file,
+        overrides=overrides,
+    )
+    datasets = dataio_prep(hparams)
+    hparams["label_encoder"].expect_len(hparams["out_n_neurons"])
+
+    brain = TurboBrain(
+        modules=hparams["modules"],
+        opt_class=hparams["opt_class"],
+        hparams=hparams,
+        run_opts=run_opts,
+        checkpointer=hparams["checkpointer"],
+    )
+    brain.fit(
+        brain.hparams.epoch_counter,
+        datasets["train"],
+        datasets["valid"],
+        train_loader_kwargs=hparams["dataloader_options"],
+        valid_loader_kwargs=hparams["test_dataloader_options"],
+    )
+    brain.evaluate(
+        datasets["test"],
+        max_key="UA",
+        test_loader_kwargs=hparams["test_dataloader_options"],
+    )

@@ -1,0 +1,207 @@
+"""The generic audio-text recipe (recipes/AudioText/turbo) on generated CSV
+manifests of real wav files: small and pretrained encoders, bad manifests.
+"""
+
+import csv
+import json
+import math
+import os
+
+import pytest
+import torch
+from conftest import REPO, run_python
+from speechbrain.dataio import audio_io
+
+from speechbrain_turbo.random_hf_models import (
+    save_random_speech_model,
+    save_random_text_model,
+)
+
+RECIPE = os.path.join(REPO, "recipes", "AudioText", "turbo")
+# Three classes, each with its own pitch and words.
+CLASSES = {
+    "calm": (180.0, ["all is quiet here", "we can rest now"]),
+    "tense": (320.0, ["watch out right now", "this is not safe"]),
+    "glad": (250.0, ["what a lovely day", "we did it at last"]),
+}
+TINY_SMALL = [
+    "--number_of_epochs=2",
+    "--batch_size=8",
+    "--channels=16",
+    "--fusion_dim=16",
+    "--projection_dim=8",
+    "--token_embedding_dim=8",
+    "--vocab_size=30",
+]
+TINY_PRETRAINED = [
+    "--number_of_epochs=1",
+    "--batch_size=8",
+    "--num_workers=0",
+    "--audio_embedding_dim=16",
+    "--text_embedding_dim=16",
+    "--fusion_dim=16",
+    "--projection_dim=8",
+]
+COUNTS = {"train": 10, "valid": 4, "test": 4}
+
+
+def write_manifests(folder):
+    """Writes wav files and train/valid/test CSVs (paths via $data_root)."""
+    generator = torch.Generator().manual_seed(0)
+    (folder / "wavs").mkdir(parents=True)
+    paths = {}
+    for split, per_class in COUNTS.items():
+        rows = []
+        for label, (pitch, sentences) in CLASSES.items():
+            for i in range(per_class):
+                utt = f"{split}_{label}_{i}"
+                seconds = 0.5 + 0.1 * (i % 4)
+                t = torch.arange(int(16000 * seconds)) / 16000
+                wav = 0.3 * torch.sin(2 * math.pi * pitch * t)
+                wav += 0.05 * torch.randn(len(t), generator=generator)
+                audio_io.save(
+                    str(folder / "wavs" / f"{utt}.wav"), wav[None], 16000
+                )
+                rows.append(
+                    {
+                        "ID": utt,
+                        "wav": f"$data_root/wavs/{utt}.wav",
+                        "text": sentences[i % 2].capitalize() + ".",
+                        "label": label,
+                        "duration": seconds,
+                        "speaker": f"spk{i % 3}",
+                    }
+                )
+        paths[split] = folder / f"{split}.csv"
+        write_csv(paths[split], rows)
+    return paths
+
+
+def write_csv(path, rows, columns=None):
+    columns = columns or list(rows[0])
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        writer = csv.DictWriter(f, fieldnames=columns, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def read_csv(path):
+    with open(path, newline="", encoding="utf-8") as f:
+        return list(csv.DictReader(f))
+
+
+def run_recipe(hparams, data, output, manifests, *overrides):
+    return run_python(
+        RECIPE,
+        "train.py",
+        hparams,
+        f"--data_folder={data}",
+        f"--train_csv={manifests['train']}",
+        f"--valid_csv={manifests['valid']}",
+        f"--test_csv={manifests['test']}",
+        f"--output_folder={output}",
+        *overrides,
+    )
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("audiotext")
+    return folder, write_manifests(folder)
+
+
+def check_finished_run(output):
+    metrics = json.loads((output / "test_metrics.json").read_text())
+    for key in ("WA", "UA", "macro_F1", "align_audio_text", "unif_audio"):
+        assert key in metrics
+    confusion = read_csv_rows(output / "test_confusion.csv")
+    assert sorted(row[0] for row in confusion[1:]) == sorted(CLASSES)
+    total = sum(int(c) for row in confusion[1:] for c in row[1:])
+    assert total == COUNTS["test"] * len(CLASSES)
+    assert (output / "training_curves.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def read_csv_rows(path):
+    with open(path, newline="", encoding="utf-8") as f:
+        return list(csv.reader(f))
+
+
+def test_small_encoders_train_and_test_from_csv(data, tmp_path):
+    folder, manifests = data
+    output = tmp_path / "small"
+    result = run_recipe(
+        "hparams/small.yaml", folder, output, manifests, *TINY_SMALL
+    )
+    assert result.returncode == 0, (result.stdout + result.stderr)[-4000:]
+    check_finished_run(output)
+    # The classifier was sized from the training manifest's three labels.
+    (checkpoint,) = (output / "save").glob("CKPT*")
+    classifier = torch.load(checkpoint / "classifier.ckpt", weights_only=True)
+    assert classifier["w.weight"].shape[0] == len(CLASSES)
+    encoded = (output / "save" / "label_encoder.txt").read_text()
+    for label in CLASSES:
+        assert f"'{label}' =>" in encoded
+
+
+def test_pretrained_encoders_train_and_test_from_csv(data, tmp_path):
+    folder, manifests = data
+    texts = [s for _, sentences in CLASSES.values() for s in sentences]
+    audio = save_random_speech_model(str(tmp_path / "w2v"), "wav2vec2")
+    text = save_random_text_model(str(tmp_path / "bert"), texts, "bert")
+    output = tmp_path / "pretrained"
+    result = run_recipe(
+        "hparams/pretrained.yaml",
+        folder,
+        output,
+        manifests,
+        f"--audio_hub={audio}",
+        f"--text_hub={text}",
+        f"--pretrained_folder={tmp_path / 'cache'}",
+        *TINY_PRETRAINED,
+    )
+    assert result.returncode == 0, (result.stdout + result.stderr)[-4000:]
+    check_finished_run(output)
+
+
+@pytest.mark.parametrize(
+    "split, corrupt, expected",
+    [
+        (
+            "valid",
+            lambda rows: write_columns(rows, ["ID", "wav", "label"]),
+            "missing column(s) text",
+        ),
+        (
+            "train",
+            lambda rows: rows[3].update(wav="$data_root/wavs/gone.wav"),
+            "line 5 (ID 'train_calm_3'), column wav: no file",
+        ),
+        (
+            "test",
+            lambda rows: rows[1].update(label="fear"),
+            "line 3 (ID 'test_calm_1'), column label: 'fear' is not among "
+            "the training labels ['calm', 'glad', 'tense']",
+        ),
+    ],
+)
+def test_bad_manifest_stops_the_recipe_naming_row_and_column(
+    data, tmp_path, split, corrupt, expected
+):
+    folder, manifests = data
+    rows = read_csv(manifests[split])
+    bad = dict(manifests)
+    bad[split] = tmp_path / f"bad_{split}.csv"
+    columns = corrupt(rows)
+    write_csv(bad[split], rows, columns)
+    result = run_recipe(
+        "hparams/small.yaml", folder, tmp_path / "run", bad, *TINY_SMALL
+    )
+    assert result.returncode != 0
+    output = result.stdout + result.stderr
+    assert f"bad_{split}.csv" in output
+    assert expected in output
+
+
+def write_columns(rows, columns):
+    """The columns to write (the corruption drops one)."""
+    return columns
