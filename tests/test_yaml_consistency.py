@@ -1,0 +1,49 @@
+"""SpeechBrain's consistency rule for recipes: every top-level key of every
+hparams file is used, by another key (``<key>``), by the recipe's train.py,
+or by the library (``speechbrain_turbo``).
+"""
+
+import glob
+import os
+import re
+
+import pytest
+from conftest import REPO
+
+LIBRARY = sorted(glob.glob(os.path.join(REPO, "speechbrain_turbo", "*.py")))
+HPARAMS = sorted(
+    glob.glob(os.path.join(REPO, "recipes", "*", "*", "hparams", "*.yaml"))
+)
+
+
+def read(path):
+    with open(path, encoding="utf-8") as f:
+        return f.read()
+
+
+def top_level_keys(yaml_text):
+    return re.findall(r"^([A-Za-z_][\w]*):", yaml_text, flags=re.MULTILINE)
+
+
+def test_every_recipe_has_hparams_files():
+    recipes = {os.path.dirname(os.path.dirname(p)) for p in HPARAMS}
+    assert len(recipes) >= 2 and len(HPARAMS) >= 4
+
+
+@pytest.mark.parametrize(
+    "hparams_file", HPARAMS, ids=[os.path.relpath(p, REPO) for p in HPARAMS]
+)
+def test_every_top_level_key_is_used(hparams_file):
+    yaml_text = read(hparams_file)
+    recipe = os.path.dirname(os.path.dirname(hparams_file))
+    code = "".join(read(p) for p in LIBRARY)
+    code += "".join(read(p) for p in glob.glob(os.path.join(recipe, "*.py")))
+    unused = []
+    for key in top_level_keys(yaml_text):
+        if key.startswith("__"):  # applied for its effect (e.g. the seed)
+            continue
+        in_yaml = f"<{key}>" in yaml_text
+        in_code = re.search(rf"""["']{key}["']|hparams\.{key}\b""", code)
+        if not (in_yaml or in_code):
+            unused.append(key)
+    assert not unused, f"{hparams_file}: unused top-level keys {unused}"
