@@ -63,7 +63,33 @@ def apply_config_overrides(config, overrides, source):
     return config
 
 
-class HFSpeechEncoder(Wav2Vec2):
+class ConfigOverridesMixin:
+    """Lets a SpeechBrain HuggingFace lobe take ``config_overrides``.
+
+    The lobe's ``__init__`` calls ``override_config`` before the model is
+    built; the subclass sets ``_config_overrides`` and ``_source`` before
+    calling it (plain attributes may be set before ``Module.__init__``).
+    """
+
+    def override_config(self, config):
+        """Applies ``config_overrides`` (see :func:`apply_config_overrides`).
+
+        Arguments
+        ---------
+        config : transformers.PretrainedConfig
+            The loaded config.
+
+        Returns
+        -------
+        transformers.PretrainedConfig
+            The overridden config.
+        """
+        return apply_config_overrides(
+            config, self._config_overrides, self._source
+        )
+
+
+class HFSpeechEncoder(ConfigOverridesMixin, Wav2Vec2):
     """A wav2vec 2.0 / HuBERT / WavLM encoder with settable dropout.
 
     As SpeechBrain's ``Wav2Vec2`` lobe (which loads any of the three through
@@ -105,8 +131,7 @@ class HFSpeechEncoder(Wav2Vec2):
         freeze_feature_extractor=True,
         **kwargs,
     ):
-        # Read by override_config, which the parent calls before the model
-        # exists; a plain attribute may be set before Module.__init__.
+        # Read by override_config, called by the parent's __init__.
         self._config_overrides = dict(config_overrides or {})
         self._source = source
         super().__init__(
@@ -120,25 +145,8 @@ class HFSpeechEncoder(Wav2Vec2):
             # it): the CNN then stops asking for its input's gradient.
             self.model.feature_extractor._freeze_parameters()
 
-    def override_config(self, config):
-        """Applies ``config_overrides`` (see :func:`apply_config_overrides`).
 
-        Arguments
-        ---------
-        config : transformers.PretrainedConfig
-            The loaded config.
-
-        Returns
-        -------
-        transformers.PretrainedConfig
-            The overridden config.
-        """
-        return apply_config_overrides(
-            config, self._config_overrides, self._source
-        )
-
-
-class HFTextEncoder(TextEncoder):
+class HFTextEncoder(ConfigOverridesMixin, TextEncoder):
     """A pretrained text encoder (BERT, RoBERTa...) fed with token ids.
 
     The data pipeline tokenises with :meth:`text_to_ids` (the model's own
@@ -176,23 +184,6 @@ class HFTextEncoder(TextEncoder):
         self._config_overrides = dict(config_overrides or {})
         self._source = source
         super().__init__(source, save_path, freeze=freeze, **kwargs)
-
-    def override_config(self, config):
-        """Applies ``config_overrides`` (see :func:`apply_config_overrides`).
-
-        Arguments
-        ---------
-        config : transformers.PretrainedConfig
-            The loaded config.
-
-        Returns
-        -------
-        transformers.PretrainedConfig
-            The overridden config.
-        """
-        return apply_config_overrides(
-            config, self._config_overrides, self._source
-        )
 
     def text_to_ids(self, text):
         """Token ids of one transcript, with the model's special tokens,
