@@ -41,8 +41,6 @@ CONFIGS = {
     "baseline": ["--turbo_weight=0", "--twin_pass=False"],
 }
 TINY_HEADS = [
-    "--audio_embedding_dim=16",
-    "--text_embedding_dim=16",
     "--fusion_dim=16",
     "--projection_dim=8",
 ]

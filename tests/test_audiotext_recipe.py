@@ -37,8 +37,6 @@ TINY_PRETRAINED = [
     "--number_of_epochs=1",
     "--batch_size=8",
     "--num_workers=0",
-    "--audio_embedding_dim=16",
-    "--text_embedding_dim=16",
     "--fusion_dim=16",
     "--projection_dim=8",
 ]

@@ -15,8 +15,6 @@ TINY_HEADS = [
     "--number_of_epochs=2",
     "--batch_size=8",
     "--num_workers=0",
-    "--audio_embedding_dim=16",
-    "--text_embedding_dim=16",
     "--fusion_dim=16",
     "--projection_dim=8",
 ]
