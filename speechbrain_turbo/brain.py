@@ -70,6 +70,7 @@ class TurboBrain(sb.Brain):
         super().__init__(*args, **kwargs)
         self._check_config()
         self._warned_identical = set()
+        self.consecutive_skipped = 0
 
     def _check_config(self):
         """Fails early, naming the hparams key, on an inconsistent setup."""
@@ -250,12 +251,88 @@ class TurboBrain(sb.Brain):
             for m, (first, second) in predictions["views"].items():
                 terms[f"align_{m}"] = alignment(first.detach(), second.detach())
         terms["total"] = loss
-        for name, value in terms.items():
-            self.train_sums[name] = self.train_sums.get(name, 0.0) + float(
-                value
-            )
-        self.train_steps += 1
+        # A non-finite step is skipped by fit_batch and left out of the
+        # epoch's averages.
+        if torch.isfinite(loss):
+            for name, value in terms.items():
+                self.train_sums[name] = self.train_sums.get(name, 0.0) + float(
+                    value
+                )
+            self.train_steps += 1
         return loss
+
+    def fit_batch(self, batch):
+        """One training step; a step whose loss is NaN or Inf is skipped.
+
+        As SpeechBrain's ``fit_batch`` (autocast, gradient accumulation,
+        clipping), except that a non-finite loss is neither backpropagated
+        nor stepped: the gradients accumulated since the last step are
+        dropped, the step is counted (``skipped_steps`` in the epoch's
+        train stats) and logged with its utterance ids, and after more than
+        ``--nonfinite_patience`` such steps in a row training stops with an
+        error. Under DDP every process skips when any one of them must.
+
+        Arguments
+        ---------
+        batch : PaddedBatch
+            The training batch.
+
+        Returns
+        -------
+        torch.Tensor
+            The detached loss (non-finite for a skipped step).
+        """
+        should_step = (self.step % self.grad_accumulation_factor) == 0
+        self.on_fit_batch_start(batch, should_step)
+        with self.no_sync(not should_step):
+            with self.training_ctx:
+                outputs = self.compute_forward(batch, sb.Stage.TRAIN)
+                loss = self.compute_objectives(outputs, batch, sb.Stage.TRAIN)
+            if not self._finite_on_every_rank(loss):
+                self._skip_step(batch, loss)
+                return loss.detach().cpu()
+            self.consecutive_skipped = 0
+            self.scaler.scale(loss / self.grad_accumulation_factor).backward()
+        if should_step:
+            self.optimizers_step()
+        self.on_fit_batch_end(batch, outputs, loss, should_step)
+        return loss.detach().cpu()
+
+    def _finite_on_every_rank(self, loss):
+        """Whether the loss is finite here and on every other process."""
+        finite = torch.isfinite(loss.detach()).to(torch.int32).reshape(1)
+        if torch.distributed.is_available() and (
+            torch.distributed.is_initialized()
+        ):
+            torch.distributed.all_reduce(
+                finite, op=torch.distributed.ReduceOp.MIN
+            )
+        return bool(finite.item())
+
+    def _skip_step(self, batch, loss):
+        """Drops the step's gradients, counts it, stops past patience."""
+        self.zero_grad(set_to_none=True)
+        self.skipped_steps += 1
+        self.consecutive_skipped += 1
+        ids = list(getattr(batch, "id", []))
+        logger.warning(
+            "Non-finite training loss (%s) at step %d: step skipped (%d in a "
+            "row, %d this epoch). Utterances: %s",
+            float(loss),
+            self.step,
+            self.consecutive_skipped,
+            self.skipped_steps,
+            ", ".join(ids),
+        )
+        if self.consecutive_skipped > self.nonfinite_patience:
+            raise RuntimeError(
+                f"{self.consecutive_skipped} training steps in a row had a "
+                f"non-finite loss (the last one's utterances: "
+                f"{', '.join(ids)}). Check those files for silence, NaN or "
+                "clipping, lower the learning rate or turbo_weight, or "
+                "raise --nonfinite_patience (now "
+                f"{self.nonfinite_patience})."
+            )
 
     def _negative_groups(self, batch):
         """Transcript ids when repeated transcripts are masked, else None."""
@@ -290,6 +367,7 @@ class TurboBrain(sb.Brain):
             Current epoch.
         """
         self.train_sums, self.train_steps = {}, 0
+        self.skipped_steps = 0
         self.predicted, self.targets, self.projected = [], [], {}
         if stage == sb.Stage.TRAIN:
             self._epoch_start = time.perf_counter()
@@ -313,6 +391,7 @@ class TurboBrain(sb.Brain):
             self.train_stats = {
                 name: total / steps for name, total in self.train_sums.items()
             }
+            self.train_stats["skipped_steps"] = self.skipped_steps
             # The cost of an epoch, next to what it bought.
             self.train_stats["time_s"] = time.perf_counter() - self._epoch_start
             if torch.cuda.is_available():

@@ -301,3 +301,53 @@ def test_each_optimizer_follows_its_own_epoch_schedule():
     assert brain._anneal_learning_rates(1) == {"lr": 0.1, "encoder_lr": 1e-5}
     assert brain.optimizer.param_groups[0]["lr"] == pytest.approx(0.01)
     assert brain.encoder_optimizer.param_groups[0]["lr"] == pytest.approx(1e-6)
+
+
+def nan_batch(batch_size=4, bad_row=1):
+    batch = make_batch(batch_size)
+    batch.audio.data[bad_row] = float("nan")
+    return batch
+
+
+def parameters_of(brain):
+    return [p.detach().clone() for p in brain.modules.parameters()]
+
+
+def test_non_finite_loss_skips_the_step_and_is_counted(caplog):
+    brain = make_brain()
+    brain.init_optimizers()
+    brain.modules.train()
+    brain.on_stage_start(sb.Stage.TRAIN)
+    before = parameters_of(brain)
+    with caplog.at_level(logging.WARNING):
+        loss = brain.fit_batch(nan_batch())
+    assert not torch.isfinite(loss)
+    assert all(torch.equal(a, b) for a, b in zip(before, parameters_of(brain)))
+    assert all(p.grad is None for p in brain.modules.parameters())
+    assert "step skipped" in caplog.text and "utt1" in caplog.text
+
+    assert torch.isfinite(brain.fit_batch(make_batch()))
+    assert brain.consecutive_skipped == 0
+    assert not all(
+        torch.equal(a, b) for a, b in zip(before, parameters_of(brain))
+    )
+    brain.on_stage_end(sb.Stage.TRAIN, 0.0)
+    assert brain.train_stats["skipped_steps"] == 1
+    # The skipped step is not in the epoch's averages.
+    assert all(
+        torch.isfinite(torch.tensor(v)) for v in brain.train_stats.values()
+    )
+
+
+def test_training_stops_after_patience_consecutive_non_finite_steps():
+    brain = make_brain()
+    brain.init_optimizers()
+    brain.on_stage_start(sb.Stage.TRAIN)
+    for _ in range(brain.nonfinite_patience):
+        brain.fit_batch(nan_batch())
+    with pytest.raises(RuntimeError) as error:
+        brain.fit_batch(nan_batch())
+    message = str(error.value)
+    assert f"{brain.nonfinite_patience + 1} training steps in a row" in message
+    assert "utt0, utt1, utt2, utt3" in message
+    assert "--nonfinite_patience" in message
