@@ -1,22 +1,31 @@
-"""Guards for experiment folders.
+"""Guards and records for experiment folders.
 
 SpeechBrain resumes from whatever checkpoints sit in an experiment's output
 folder. Run a baseline (or another test session) into the folder of a
 finished Turbo run and it silently reports the Turbo model's numbers. This
 module records what defines a run and refuses to reuse its folder for a
-different one.
+different one, and records what a run needs to be reproduced: the packages
+of the interpreter that ran it, the code's git revision and the checksums of
+its data manifests (SpeechBrain's ``hyperparams.yaml`` already holds the
+resolved hyperparameters).
 
 Authors
  * speechbrain-turbo contributors
 """
 
 import hashlib
+import importlib.metadata
 import json
 import os
+import platform
+import subprocess
+import sys
 
+import torch
 from hyperpyyaml import load_hyperpyyaml
 
 IDENTITY_FILE = "run_identity.json"
+RECORD_FILE = "run_record.json"
 
 
 def check_run_identity(output_folder, hparams_file, overrides):
@@ -102,3 +111,116 @@ def _describe_changes(recorded, current):
             now = new.get(key, "the file's value")
             changes.append(f"{key} (was {was}, now {now})")
     return ", ".join(changes)
+
+
+def sha256_of_file(path):
+    """Hex SHA-256 of a file's bytes.
+
+    Arguments
+    ---------
+    path : str
+        The file.
+
+    Returns
+    -------
+    str
+        The digest.
+
+    Example
+    -------
+    >>> import tempfile
+    >>> path = os.path.join(tempfile.mkdtemp(), "f")
+    >>> _ = open(path, "w").write("abc")
+    >>> sha256_of_file(path)[:16]
+    'ba7816bf8f01cfea'
+    """
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _git_revision():
+    """The commit (and whether the tree is dirty) of this package's code."""
+    folder = os.path.dirname(os.path.abspath(__file__))
+    try:
+        commit = subprocess.run(
+            ["git", "-C", folder, "rev-parse", "HEAD"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+        status = subprocess.run(
+            ["git", "-C", folder, "status", "--porcelain"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    return {"commit": commit, "dirty": bool(status.strip())}
+
+
+def write_run_record(output_folder, manifests):
+    """Writes ``run_record.json``: what reproducing this run needs.
+
+    The command line, Python, platform, the version of every package of the
+    running interpreter, torch's threads and devices, the git revision of
+    ``speechbrain_turbo`` (when installed from a checkout) and the SHA-256
+    of each data manifest. A resumed run overwrites it.
+
+    Arguments
+    ---------
+    output_folder : str
+        The experiment folder.
+    manifests : dict
+        Split name -> manifest path.
+
+    Returns
+    -------
+    dict
+        The record written.
+
+    Example
+    -------
+    >>> import tempfile
+    >>> folder = tempfile.mkdtemp()
+    >>> manifest = os.path.join(folder, "train.json")
+    >>> _ = open(manifest, "w").write("{}")
+    >>> record = write_run_record(folder, {"train": manifest})
+    >>> record["packages"]["torch"] == torch.__version__.split("+")[0]
+    True
+    """
+    packages = {
+        dist.metadata["Name"]: dist.version
+        for dist in importlib.metadata.distributions()
+    }
+    record = {
+        "command": sys.argv,
+        "python": sys.version,
+        "platform": platform.platform(),
+        "packages": dict(sorted(packages.items(), key=lambda i: i[0].lower())),
+        "torch": {
+            "version": torch.__version__,
+            "threads": torch.get_num_threads(),
+            "cuda": torch.version.cuda,
+            "devices": [
+                torch.cuda.get_device_name(i)
+                for i in range(torch.cuda.device_count())
+            ],
+        },
+        "speechbrain_turbo_git": _git_revision(),
+        "manifests": {
+            split: {
+                "path": os.path.abspath(path),
+                "sha256": sha256_of_file(path),
+            }
+            for split, path in manifests.items()
+        },
+    }
+    with open(
+        os.path.join(output_folder, RECORD_FILE), "w", encoding="utf-8"
+    ) as f:
+        json.dump(record, f, indent=2)
+    return record

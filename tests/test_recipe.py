@@ -54,7 +54,8 @@ def runs(tmp_path_factory):
     baseline = run_recipe(
         tmp_path, "baseline", "--turbo_weight=0", "--twin_pass=False"
     )
-    return tmp_path, turbo, baseline
+    turbo_again = run_recipe(tmp_path, "turbo_again")
+    return tmp_path, turbo, baseline, turbo_again
 
 
 def read_manifest(path):
@@ -144,3 +145,31 @@ def test_output_folder_of_another_configuration_is_refused(runs):
     assert "turbo_weight (was the file's value, now 0)" in output
     # The finished Turbo run is untouched.
     assert (turbo_output / "test_metrics.json").exists()
+
+
+def test_same_seed_gives_the_same_metrics_twice(runs):
+    first = json.loads((runs[1][0] / "test_metrics.json").read_text())
+    again = json.loads((runs[3][0] / "test_metrics.json").read_text())
+    first.pop("selected_on_valid")
+    again.pop("selected_on_valid")
+    assert first == again
+
+
+def test_run_records_packages_code_and_manifest_checksums(runs):
+    import hashlib
+
+    import speechbrain
+    import torch
+
+    output = runs[1][0]
+    record = json.loads((output / "run_record.json").read_text())
+    assert record["packages"]["speechbrain"] == speechbrain.__version__
+    assert record["torch"]["version"] == torch.__version__
+    for split in ("train", "valid", "test"):
+        data = (output / f"{split}.json").read_bytes()
+        expected = hashlib.sha256(data).hexdigest()
+        assert record["manifests"][split]["sha256"] == expected
+    # SpeechBrain's copy of the hyperparameters holds the resolved values.
+    resolved = (output / "hyperparams.yaml").read_text()
+    assert "number_of_epochs: 2" in resolved
+    assert f"output_folder: {output}" in resolved

@@ -28,7 +28,7 @@ from hyperpyyaml import load_hyperpyyaml
 
 from speechbrain_turbo.brain import TurboBrain
 from speechbrain_turbo.dataio import audio_text_datasets, read_csv_manifest
-from speechbrain_turbo.experiment import check_run_identity
+from speechbrain_turbo.experiment import check_run_identity, write_run_record
 
 
 def dataio_prep(hparams):
@@ -77,6 +77,17 @@ if __name__ == "__main__":
         experiment_directory=hparams["output_folder"],
         hyperparams_to_save=hparams_file,
         overrides=overrides,
+    )
+    # Packages, code revision and manifest checksums, for reproduction.
+    sb.utils.distributed.run_on_main(
+        write_run_record,
+        args=[
+            hparams["output_folder"],
+            {
+                split: hparams[f"{split}_csv"]
+                for split in ("train", "valid", "test")
+            },
+        ],
     )
     datasets = dataio_prep(hparams)
     hparams["label_encoder"].expect_len(hparams["out_n_neurons"])

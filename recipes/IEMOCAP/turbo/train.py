@@ -33,7 +33,7 @@ from speechbrain.utils.logger import get_logger
 
 from speechbrain_turbo.brain import TurboBrain
 from speechbrain_turbo.dataio import audio_text_datasets
-from speechbrain_turbo.experiment import check_run_identity
+from speechbrain_turbo.experiment import check_run_identity, write_run_record
 
 logger = get_logger(__name__)
 
@@ -108,6 +108,18 @@ if __name__ == "__main__":
             "valid_split": hparams["valid_split"],
             "seed": hparams["seed"],
         },
+    )
+    # Packages, code revision and manifest checksums, for reproduction.
+    run_on_main(
+        write_run_record,
+        args=[
+            hparams["output_folder"],
+            {
+                "train": hparams["train_annotation"],
+                "valid": hparams["valid_annotation"],
+                "test": hparams["test_annotation"],
+            },
+        ],
     )
     datasets = dataio_prep(hparams)
     num_classes = len(hparams["label_encoder"])
