@@ -148,6 +148,41 @@ class TurboBrain(sb.Brain):
                 "encoder_optimizer", self.encoder_optimizer
             )
 
+    def make_dataloader(
+        self, dataset, stage, ckpt_prefix="dataloader-", **loader_kwargs
+    ):
+        """SpeechBrain's loader, seeding its workers from its own generator.
+
+        A DataLoader draws its workers' base seed from the global torch
+        generator each time it is iterated, unless it has a generator of
+        its own. With one, iterating a loader (as a resumed run does once
+        more than an uninterrupted one) leaves the global generator, and so
+        the dropout masks of the twin pass, where they were.
+
+        Arguments
+        ---------
+        dataset : Dataset
+            As for ``speechbrain.Brain.make_dataloader``.
+        stage : sb.Stage
+            TRAIN, VALID or TEST.
+        ckpt_prefix : str
+            Prefix of the loader's recoverable name.
+        **loader_kwargs : dict
+            DataLoader options.
+
+        Returns
+        -------
+        DataLoader
+            The loader.
+        """
+        if "generator" not in loader_kwargs:
+            generator = torch.Generator()
+            generator.manual_seed(torch.initial_seed() + int(stage.value))
+            loader_kwargs["generator"] = generator
+        return super().make_dataloader(
+            dataset, stage, ckpt_prefix=ckpt_prefix, **loader_kwargs
+        )
+
     def compute_forward(self, batch, stage):
         """Encodes every modality and classifies the fused embeddings.
 
