@@ -11,6 +11,7 @@ Authors
 
 import csv
 import hashlib
+import json
 import os
 import re
 
@@ -19,6 +20,8 @@ import torch
 import torchaudio
 from speechbrain.dataio import audio_io
 from speechbrain.utils.logger import get_logger
+
+from speechbrain_turbo.screening import InputScreen
 
 logger = get_logger(__name__)
 
@@ -127,98 +130,83 @@ def load_audio(path, sample_rate):
     return signal
 
 
-def read_csv_manifest(path, data_root="", labels=None):
-    """Reads and checks an audio-text CSV manifest.
+def read_manifest(path, data_root=""):
+    """Reads a JSON or CSV manifest into entries to screen, in file order.
 
-    Columns ``ID,wav,text,label`` are required (others, such as
-    ``duration`` and ``speaker``, are kept). ``$data_root`` in ``wav`` is
-    replaced by ``data_root``, as SpeechBrain's CSV loader does. Every
-    problem raises a ``ValueError`` naming the file, the line, the ID and
-    the column: a missing column, an empty or duplicated ID, a wav file that
-    does not exist, an empty transcript or label, and, when ``labels`` is
-    given, a label outside it.
+    JSON: ``{id: {"wav": ..., "text": ..., <label>: ...}}``, ``{data_root}``
+    in ``wav`` replaced; a key that appears twice is kept twice (for the
+    screen to report). CSV (``.csv``): the header must hold ``ID,wav,text,
+    label`` (other columns are kept), ``$data_root`` in ``wav`` replaced,
+    as SpeechBrain's loaders do; a line that is not valid UTF-8 is flagged
+    (``_not_utf8``) rather than failing the whole file.
 
     Arguments
     ---------
     path : str
-        The CSV file.
+        The manifest.
     data_root : str
-        Replaces ``$data_root`` in the ``wav`` column.
-    labels : collection of str, optional
-        The allowed labels (the training set's), for validation and test.
+        Replaces the data root placeholder in ``wav``.
 
     Returns
     -------
-    list of dict
-        The rows, with ``wav`` resolved.
+    list of (str, str, dict)
+        ``(id, where, entry)``; ``where`` names the file and the line (CSV)
+        or the key (JSON) for error messages.
 
     Example
     -------
     >>> import tempfile
-    >>> folder = tempfile.mkdtemp()
-    >>> audio_io.save(f"{folder}/a.wav", torch.zeros(1, 160), 16000)
-    >>> with open(f"{folder}/train.csv", "w") as f:
+    >>> path = os.path.join(tempfile.mkdtemp(), "m.csv")
+    >>> with open(path, "w") as f:
     ...     print("ID,wav,text,label", file=f)
     ...     print("a,$data_root/a.wav,Hi.,joy", file=f)
-    >>> [r["label"] for r in read_csv_manifest(f"{folder}/train.csv", folder)]
-    ['joy']
-    >>> read_csv_manifest(
-    ...     f"{folder}/train.csv", folder, labels={"sad"}
-    ... )  # doctest: +ELLIPSIS
-    Traceback (most recent call last):
-    ...
-    ValueError: ...train.csv line 2 (ID 'a'), column label: 'joy' is not ...
+    >>> [(i, e["wav"]) for i, _, e in read_manifest(path, "/data")]
+    [('a', '/data/a.wav')]
     """
-    with open(path, newline="", encoding="utf-8") as f:
-        reader = csv.DictReader(f)
-        columns = reader.fieldnames or []
-        missing = [c for c in MANIFEST_COLUMNS if c not in columns]
-        if missing:
-            raise ValueError(
-                f"{path}: missing column(s) {', '.join(missing)} (found "
-                f"{', '.join(columns) or 'none'}). An audio-text manifest "
-                "needs the header ID,wav,text,label (optional: duration, "
-                "speaker)"
-            )
-        rows, first_line = [], {}
-        for line, row in enumerate(reader, start=2):
-            where = f"{path} line {line} (ID {row['ID']!r})"
-            _check_manifest_row(row, where, first_line, data_root, labels)
-            first_line[row["ID"]] = line
-            rows.append(row)
-    return rows
+    if not path.endswith(".csv"):
+        with open(path, encoding="utf-8") as f:
+            pairs = json.load(f, object_pairs_hook=lambda items: items)
+        entries = []
+        for item_id, fields in pairs:
+            entry = dict(fields)
+            if isinstance(entry.get("wav"), str):
+                entry["wav"] = entry["wav"].replace("{data_root}", data_root)
+            entries.append((item_id, f"{path} entry {item_id!r}", entry))
+        return entries
 
-
-def _check_manifest_row(row, where, first_line, data_root, labels):
-    """Raises a ValueError naming row and column for the first problem."""
-    empty = [c for c in MANIFEST_COLUMNS if not (row[c] or "").strip()]
-    if empty:
-        what = "transcript" if empty[0] == "text" else "value"
+    with open(path, "rb") as f:
+        raw_lines = f.read().splitlines(keepends=True)
+    lines, not_utf8 = [], set()
+    for number, raw in enumerate(raw_lines, start=1):
+        try:
+            lines.append(raw.decode("utf-8"))
+        except UnicodeDecodeError:
+            lines.append(raw.decode("utf-8", errors="replace"))
+            not_utf8.add(number)
+    reader = csv.DictReader(lines)
+    columns = reader.fieldnames or []
+    missing = [c for c in MANIFEST_COLUMNS if c not in columns]
+    if missing:
         raise ValueError(
-            f"{where}, column {empty[0]}: empty {what}; fill it in or drop "
-            "the row"
+            f"{path}: missing column(s) {', '.join(missing)} (found "
+            f"{', '.join(columns) or 'none'}). An audio-text manifest "
+            "needs the header ID,wav,text,label (optional: duration, "
+            "speaker)"
         )
-    if row["ID"] in first_line:
-        raise ValueError(
-            f"{where}, column ID: duplicate of line {first_line[row['ID']]}; "
-            "IDs must be unique"
-        )
-    row["wav"] = row["wav"].replace("$data_root", data_root)
-    if not os.path.isfile(row["wav"]):
-        raise ValueError(
-            f"{where}, column wav: no file {row['wav']!r}. Paths are used "
-            "as written (relative ones from the working directory); write "
-            "$data_root/... and pass --data_folder to root them elsewhere"
-        )
-    if labels is not None and row["label"] not in labels:
-        raise ValueError(
-            f"{where}, column label: {row['label']!r} is not among the "
-            f"training labels {sorted(labels)}; fix the label or drop the row"
-        )
+    entries = []
+    for row in reader:
+        line = reader.line_num
+        entry = {k: v for k, v in row.items() if k is not None}
+        entry["wav"] = (entry["wav"] or "").replace("$data_root", data_root)
+        if line in not_utf8:
+            entry["_not_utf8"] = True
+        item_id = entry.pop("ID") or ""
+        entries.append((item_id, f"{path} line {line} (ID {item_id!r})", entry))
+    return entries
 
 
 def count_labels(path, data_root=""):
-    """Number of distinct labels in a (checked) CSV manifest.
+    """Number of distinct labels in a manifest.
 
     Lets a YAML file size the classifier from the training manifest:
     ``out_n_neurons: !apply:speechbrain_turbo.dataio.count_labels [...]``.
@@ -226,16 +214,82 @@ def count_labels(path, data_root=""):
     Arguments
     ---------
     path : str
-        The training CSV manifest (see :func:`read_csv_manifest`).
+        The training manifest (see :func:`read_manifest`).
     data_root : str
-        Replaces ``$data_root`` in the ``wav`` column.
+        Replaces the data root placeholder in ``wav``.
 
     Returns
     -------
     int
-        How many classes the training manifest holds.
+        How many non-empty labels the manifest holds.
     """
-    return len({row["label"] for row in read_csv_manifest(path, data_root)})
+    entries = read_manifest(path, data_root)
+    return len({e["label"] for _, _, e in entries if e.get("label")})
+
+
+def screen_manifests(
+    manifests,
+    output_folder,
+    label_key="emo",
+    data_root="",
+    on_bad_input="error",
+    max_audio_seconds=None,
+):
+    """Screens every entry of every split for bad inputs.
+
+    The training split is screened first; its labels are the class set of
+    the others. Writes ``<split>_screened.json`` (the usable entries, paths
+    resolved: what the run trains and tests on, and what the tokenizer
+    learns from) and ``rejects.csv`` (the entries left out under
+    ``on_bad_input: skip``, with their reasons) into ``output_folder``.
+
+    Arguments
+    ---------
+    manifests : dict
+        Split name -> JSON or CSV manifest (see :func:`read_manifest`).
+        Must include ``train``.
+    output_folder : str
+        Where the screened manifests and the rejects are written.
+    label_key : str
+        The field holding the label.
+    data_root : str
+        Replaces the data root placeholder in ``wav``.
+    on_bad_input : str
+        ``error`` or ``skip`` (see
+        :class:`speechbrain_turbo.screening.InputScreen`).
+    max_audio_seconds : float, optional
+        Longer audio is a bad input.
+
+    Returns
+    -------
+    dict
+        Split name -> screened JSON manifest path.
+    """
+    screen = InputScreen(on_bad_input)
+    screened = {}
+    labels = None
+    for split in ["train"] + [name for name in manifests if name != "train"]:
+        kept = screen.screen(
+            split,
+            read_manifest(manifests[split], data_root),
+            label_key,
+            labels=labels,
+            max_audio_seconds=max_audio_seconds,
+        )
+        if split == "train":
+            labels = {entry[label_key] for entry in kept.values()}
+        screened[split] = os.path.join(output_folder, f"{split}_screened.json")
+        with open(screened[split], "w", encoding="utf-8") as f:
+            json.dump(kept, f, indent=1, ensure_ascii=False)
+    rejects_file = os.path.join(output_folder, "rejects.csv")
+    screen.write(rejects_file)
+    if screen.rejects:
+        logger.warning(
+            "%d entries left out (on_bad_input: skip), listed in %s",
+            len(screen.rejects),
+            rejects_file,
+        )
+    return screened
 
 
 def audio_text_datasets(
@@ -248,6 +302,8 @@ def audio_text_datasets(
     label_key="emo",
 ):
     """Builds the DynamicItemDatasets of an audio-text classification task.
+
+    The manifests are expected to be screened (:func:`screen_manifests`).
 
     Arguments
     ---------
@@ -292,15 +348,9 @@ def audio_text_datasets(
             )
         yield torch.LongTensor(ids)
 
-    @sb.utils.data_pipeline.takes("id", label_key)
+    @sb.utils.data_pipeline.takes(label_key)
     @sb.utils.data_pipeline.provides("class_id")
-    def label_pipeline(utterance_id, label):
-        if label not in label_encoder.lab2ind:
-            raise ValueError(
-                f"Utterance {utterance_id}: label {label!r} is not among the "
-                f"training labels {sorted(label_encoder.lab2ind)}; drop it "
-                "from the manifest or add training examples of it"
-            )
+    def label_pipeline(label):
         return label_encoder.encode_label_torch(label)
 
     datasets = {}

@@ -177,8 +177,8 @@ def test_pretrained_encoders_train_and_test_from_csv(data, tmp_path):
         (
             "test",
             lambda rows: rows[1].update(label="fear"),
-            "line 3 (ID 'test_calm_1'), column label: 'fear' is not among "
-            "the training labels ['calm', 'glad', 'tense']",
+            "line 3 (ID 'test_calm_1'), column label: label 'fear' is not "
+            "among the training labels ['calm', 'glad', 'tense']",
         ),
     ],
 )

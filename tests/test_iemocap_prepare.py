@@ -397,35 +397,57 @@ def test_skip_prep(corpus, tmp_path):
     assert not save.exists()
 
 
-def test_missing_wav_names_utterance(corpus_copy, tmp_path):
+def all_entries(save):
+    entries = {}
+    for split in ("train", "valid", "test"):
+        with open(save / f"{split}.json", encoding="utf-8") as f:
+            entries.update(json.load(f))
+    return entries
+
+
+def test_missing_wav_is_kept_for_the_screen(corpus_copy, tmp_path):
     root, records, _ = corpus_copy
     rec = next(r for r in records if r["code"] == "sad" and r["session"] == 3)
     wav = os.path.join(
         root, "Session3", "sentences", "wav", rec["dialog"], rec["utt"] + ".wav"
     )
     os.remove(wav)
-    with pytest.raises(FileNotFoundError) as err:
-        prep.prepare_iemocap(root, str(tmp_path / "save"))
-    message = str(err.value)
-    assert rec["utt"] in message
-    assert wav in message
-    assert os.path.join("EmoEvaluation", rec["dialog"] + ".txt") in message
+    save = tmp_path / "save"
+    prep.prepare_iemocap(root, str(save))
+    entry = all_entries(save)[rec["utt"]]
+    assert entry["duration"] is None
+    assert entry["wav"].endswith(rec["utt"] + ".wav")
 
 
-def test_missing_transcript_line_names_utterance(corpus_copy, tmp_path):
+def test_missing_or_non_utf8_transcript_is_flagged_for_the_screen(
+    corpus_copy, tmp_path
+):
     root, records, _ = corpus_copy
-    rec = next(r for r in records if r["code"] == "neu" and r["session"] == 2)
-    trans = os.path.join(
-        root, "Session2", "dialog", "transcriptions", rec["dialog"] + ".txt"
+    recs = [r for r in records if r["code"] == "neu" and r["session"] == 2]
+    missing, garbled = (
+        recs[0],
+        next(r for r in recs[1:] if r["dialog"] == recs[0]["dialog"]),
     )
-    with open(trans) as f:
-        lines = [line for line in f if not line.startswith(rec["utt"])]
-    with open(trans, "w") as f:
+    trans = os.path.join(
+        root, "Session2", "dialog", "transcriptions", missing["dialog"] + ".txt"
+    )
+    with open(trans, "rb") as f:
+        lines = [
+            line.replace(b"]: ", b"]: \xe9")
+            if line.startswith(garbled["utt"].encode())
+            else line
+            for line in f
+            if not line.startswith(missing["utt"].encode())
+        ]
+    with open(trans, "wb") as f:
         f.writelines(lines)
-    with pytest.raises(ValueError) as err:
-        prep.prepare_iemocap(root, str(tmp_path / "save"))
-    assert rec["utt"] in str(err.value)
-    assert trans in str(err.value)
+    save = tmp_path / "save"
+    prep.prepare_iemocap(root, str(save))
+    entries = all_entries(save)
+    assert entries[missing["utt"]]["text"] is None
+    assert entries[missing["utt"]]["transcript_file"] == trans
+    assert entries[garbled["utt"]]["_not_utf8"] is True
+    assert "_not_utf8" not in entries[missing["utt"]]
 
 
 def test_no_session_folders(tmp_path):

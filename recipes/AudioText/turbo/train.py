@@ -27,26 +27,28 @@ import speechbrain as sb
 from hyperpyyaml import load_hyperpyyaml
 
 from speechbrain_turbo.brain import TurboBrain
-from speechbrain_turbo.dataio import audio_text_datasets, read_csv_manifest
+from speechbrain_turbo.dataio import audio_text_datasets, screen_manifests
 from speechbrain_turbo.experiment import check_run_identity, write_run_record
 
 
 def dataio_prep(hparams):
-    """Checks the manifests against the training labels, then builds the
-    datasets, tokenising with the pretrained text model's own tokenizer or
-    with SentencePiece trained on the training transcripts.
+    """Screens the manifests for bad inputs (the training labels are the
+    class set), then builds the datasets, tokenising with the pretrained
+    text model's own tokenizer or with SentencePiece trained on the screened
+    training transcripts.
     """
-    manifests = {
-        "train": hparams["train_csv"],
-        "valid": hparams["valid_csv"],
-        "test": hparams["test_csv"],
-    }
-    data_root = hparams["data_folder"]
-    train = read_csv_manifest(manifests["train"], data_root)
-    labels = {row["label"] for row in train}
-    for split in ("valid", "test"):
-        read_csv_manifest(manifests[split], data_root, labels=labels)
-
+    manifests = screen_manifests(
+        {
+            "train": hparams["train_csv"],
+            "valid": hparams["valid_csv"],
+            "test": hparams["test_csv"],
+        },
+        hparams["output_folder"],
+        label_key="label",
+        data_root=hparams["data_folder"],
+        on_bad_input=hparams["on_bad_input"],
+        max_audio_seconds=hparams["max_audio_seconds"],
+    )
     if "tokenizer" in hparams:
         text_to_ids = hparams["tokenizer"]().sp.encode_as_ids
     else:
@@ -56,7 +58,6 @@ def dataio_prep(hparams):
         text_to_ids=text_to_ids,
         label_encoder=hparams["label_encoder"],
         label_encoder_file=hparams["label_encoder_file"],
-        data_root=data_root,
         sample_rate=hparams["sample_rate"],
         label_key="label",
     )

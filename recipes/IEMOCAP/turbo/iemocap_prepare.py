@@ -34,7 +34,7 @@ logger = get_logger(__name__)
 
 # Bump when the manifest content or layout changes, so that manifests
 # written by an older version are re-created rather than reused.
-PREP_VERSION = 1
+PREP_VERSION = 2
 OPT_FILE = "prepare_iemocap.json"
 SPLITS = ("train", "valid", "test")
 SESSIONS = (1, 2, 3, 4, 5)
@@ -434,7 +434,7 @@ def read_session(data_folder, session):
                 f"Transcription file {trans_path!r} is missing for the "
                 f"labels in {label_path!r}. " + _LAYOUT_HELP
             )
-        texts, n_other = read_transcripts(trans_path)
+        texts, n_other, not_utf8 = read_transcripts(trans_path)
         ignored += n_other + sum(1 for utt in texts if utt not in labels)
 
         for utt, code in labels.items():
@@ -450,26 +450,21 @@ def read_session(data_folder, session):
             kept_codes[code] += 1
             wav_rel = f"Session{session}/sentences/wav/{dialog}/{utt}.wav"
             wav_path = os.path.join(data_folder, *wav_rel.split("/"))
-            if not os.path.isfile(wav_path):
-                raise FileNotFoundError(
-                    f"{label_path!r} labels utterance {utt}, but its wav "
-                    f"{wav_path!r} is missing. Check that the corpus copy "
-                    "is complete (re-extract it). " + _LAYOUT_HELP
-                )
-            if utt not in texts:
-                raise ValueError(
-                    f"Utterance {utt} is labelled in {label_path!r} but has "
-                    f"no line in the transcription file {trans_path!r}. "
-                    "Check that the corpus copy is complete."
-                )
+            # A missing or broken wav, a missing transcript line and a
+            # non-UTF-8 one go into the manifest as they are: the data
+            # loading screens them under the recipe's on_bad_input policy.
             entries[utt] = {
                 "wav": "{data_root}/" + wav_rel,
-                "duration": audio_info(wav_path).duration,
-                "text": texts[utt],
+                "duration": _duration_or_none(wav_path),
+                "text": texts.get(utt),
                 "emo": emo,
                 "speaker": speaker_of(utt, session),
                 "session": session,
             }
+            if utt not in texts:
+                entries[utt]["transcript_file"] = trans_path
+            if utt in not_utf8:
+                entries[utt]["_not_utf8"] = True
     return entries, dropped, kept_codes, ignored
 
 
@@ -560,6 +555,9 @@ def read_transcripts(trans_path):
         include ids with no wav or label, which callers ignore).
     n_other : int
         Non-blank lines that are not in the utterance format.
+    not_utf8 : set
+        Utterances whose line is not valid UTF-8 (their text is decoded
+        with replacement characters).
 
     Example
     -------
@@ -571,13 +569,18 @@ def read_transcripts(trans_path):
     ...         "M: [BREATHING]\n"
     ...     )
     >>> read_transcripts(path)
-    ({'Ses01F_impro01_F000': 'Excuse me.'}, 1)
+    ({'Ses01F_impro01_F000': 'Excuse me.'}, 1, set())
     """
     texts = {}
     n_other = 0
-    with open(trans_path, encoding="utf-8", errors="replace") as f:
-        for line in f:
-            line = line.strip()
+    not_utf8 = set()
+    with open(trans_path, "rb") as f:
+        for raw in f:
+            try:
+                line, valid = raw.decode("utf-8").strip(), True
+            except UnicodeDecodeError:
+                line = raw.decode("utf-8", errors="replace").strip()
+                valid = False
             if not line:
                 continue
             match = _TRANS_RE.match(line)
@@ -591,7 +594,17 @@ def read_transcripts(trans_path):
                     f"file {trans_path!r}; the file looks corrupt."
                 )
             texts[utt] = text
-    return texts, n_other
+            if not valid:
+                not_utf8.add(utt)
+    return texts, n_other, not_utf8
+
+
+def _duration_or_none(wav_path):
+    """Duration in seconds, or None for a missing or unreadable file."""
+    try:
+        return audio_info(wav_path).duration
+    except Exception:  # libsndfile and the OS raise various errors
+        return None
 
 
 def speaker_of(utt_id, session):

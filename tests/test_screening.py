@@ -1,0 +1,199 @@
+"""Bad inputs: each one stops the run with a message naming the manifest,
+the line, the id and the column (on_bad_input: error), or is left out,
+counted and listed in rejects.csv (on_bad_input: skip).
+"""
+
+import csv
+import json
+
+import pytest
+import torch
+from speechbrain.dataio import audio_io
+
+from speechbrain_turbo.dataio import load_audio, screen_manifests
+
+HEADER = "ID,wav,text,label"
+
+
+def make_audio(folder):
+    """One file per audio case; returns name -> path."""
+    paths = {name: str(folder / f"{name}.wav") for name in AUDIO_CASES}
+    noise = torch.randn(1, 16000) * 0.1
+    audio_io.save(paths["good"], noise, 16000)
+    audio_io.save(paths["stereo_44k"], torch.randn(2, 44100) * 0.1, 44100)
+    audio_io.save(paths["long"], torch.randn(1, 16000 * 3) * 0.1, 16000)
+    audio_io.save(paths["empty"], torch.zeros(1, 0), 16000)
+    audio_io.save(paths["truncated"], noise, 16000)
+    data = open(paths["truncated"], "rb").read()
+    open(paths["truncated"], "wb").write(data[: len(data) // 2])
+    open(paths["unreadable"], "wb").write(b"not audio at all" * 20)
+    return paths
+
+
+AUDIO_CASES = ("good", "stereo_44k", "long", "empty", "truncated", "unreadable")
+# id -> (CSV line after the header, column at fault, words of the reason)
+BAD_TRAIN_ROWS = {
+    "missing_wav": ("missing_wav,{root}/gone.wav,Hello.,joy", "wav", "no file"),
+    "unreadable": (
+        "unreadable,{root}/unreadable.wav,Hello.,joy",
+        "wav",
+        "unreadable audio",
+    ),
+    "truncated": (
+        "truncated,{root}/truncated.wav,Hello.,joy",
+        "wav",
+        "truncated audio",
+    ),
+    "empty_audio": (
+        "empty_audio,{root}/empty.wav,Hello.,joy",
+        "wav",
+        "empty audio",
+    ),
+    "too_long": ("too_long,{root}/long.wav,Hello.,joy", "wav", "lasts 3.0 s"),
+    "empty_text": (
+        "empty_text,{root}/good.wav,  ,joy",
+        "text",
+        "empty transcript",
+    ),
+    "not_utf8": (
+        "not_utf8,{root}/good.wav,Caf\xe9 noir,joy",
+        "text",
+        "not valid UTF-8",
+    ),
+    "no_label": ("no_label,{root}/good.wav,Hello.,", "label", "empty label"),
+    "good_1": ("good_1,{root}/good.wav,Hello there.,sad", None, None),
+    "duplicate": ("good_1,{root}/good.wav,Again.,sad", "ID", "duplicate id"),
+}
+GOOD_ROWS = [
+    "good_0,{root}/good.wav,Hello.,joy",
+    "stereo,{root}/stereo_44k.wav,Loud and wide.,sad",
+]
+
+
+def write_csv(path, rows, root, latin1=()):
+    with open(path, "wb") as f:
+        for number, row in enumerate([HEADER, *rows]):
+            text = row.format(root=root) + "\n"
+            f.write(text.encode("latin-1" if number in latin1 else "utf-8"))
+
+
+@pytest.fixture
+def corpus(tmp_path):
+    make_audio(tmp_path)
+    rows = GOOD_ROWS + [row for row, _, _ in BAD_TRAIN_ROWS.values()]
+    not_utf8_line = 1 + rows.index(BAD_TRAIN_ROWS["not_utf8"][0])
+    write_csv(tmp_path / "train.csv", rows, tmp_path, latin1={not_utf8_line})
+    write_csv(
+        tmp_path / "valid.csv",
+        [
+            "v_good,{root}/good.wav,Fine.,joy",
+            "v_fear,{root}/good.wav,Boo.,fear",
+        ],
+        tmp_path,
+    )
+    write_csv(
+        tmp_path / "test.csv", ["t_good,{root}/good.wav,Ok.,sad"], tmp_path
+    )
+    manifests = {
+        s: str(tmp_path / f"{s}.csv") for s in ("train", "valid", "test")
+    }
+    return tmp_path, manifests
+
+
+def read_rejects(folder):
+    with open(folder / "rejects.csv", newline="", encoding="utf-8") as f:
+        return list(csv.DictReader(f))
+
+
+def test_skip_leaves_out_every_bad_entry_counted_with_its_reason(corpus):
+    folder, manifests = corpus
+    out = folder / "out"
+    out.mkdir()
+    screened = screen_manifests(
+        manifests,
+        str(out),
+        label_key="label",
+        on_bad_input="skip",
+        max_audio_seconds=2.0,
+    )
+    rejects = read_rejects(out)
+    by_id = {}
+    for row in rejects:
+        by_id.setdefault(row["id"], []).append(row)
+    for item_id, (_, column, reason) in BAD_TRAIN_ROWS.items():
+        if column is None:
+            continue
+        item_id = "good_1" if item_id == "duplicate" else item_id
+        assert any(
+            r["column"] == column
+            and reason in r["reason"]
+            and r["split"] == "train"
+            for r in by_id[item_id]
+        ), (item_id, by_id.get(item_id))
+    assert [r["id"] for r in rejects if r["split"] == "valid"] == ["v_fear"]
+    assert (
+        "'fear' is not among the training labels"
+        in by_id["v_fear"][0]["reason"]
+    )
+    for row in rejects:
+        assert row["where"].startswith(manifests[row["split"]] + " line ")
+
+    # Used + rejected = what came in, per split.
+    train = json.loads(open(screened["train"]).read())
+    assert sorted(train) == ["good_0", "good_1", "stereo"]
+    assert len(train) + sum(r["split"] == "train" for r in rejects) == 12
+    valid = json.loads(open(screened["valid"]).read())
+    assert sorted(valid) == ["v_good"]
+    # Another rate and two channels are not bad inputs: resampled, downmixed.
+    assert load_audio(train["stereo"]["wav"], 16000).shape == (16000,)
+
+
+@pytest.mark.parametrize(
+    "item_id", [k for k, v in BAD_TRAIN_ROWS.items() if v[1]]
+)
+def test_error_names_manifest_line_id_and_column(tmp_path, item_id):
+    make_audio(tmp_path)
+    row, column, reason = BAD_TRAIN_ROWS[item_id]
+    rows = [GOOD_ROWS[0], row]
+    if item_id == "duplicate":
+        rows = [GOOD_ROWS[0], BAD_TRAIN_ROWS["good_1"][0], row]
+    latin1 = {len(rows)} if item_id == "not_utf8" else set()
+    write_csv(tmp_path / "train.csv", rows, tmp_path, latin1=latin1)
+    manifests = {"train": str(tmp_path / "train.csv")}
+    with pytest.raises(ValueError) as error:
+        screen_manifests(
+            manifests, str(tmp_path), label_key="label", max_audio_seconds=2.0
+        )
+    message = str(error.value)
+    shown_id = "good_1" if item_id == "duplicate" else item_id
+    assert message.startswith(
+        f"{manifests['train']} line {len(rows) + 1} (ID {shown_id!r}), "
+        f"column {column}: "
+    ), message
+    assert reason in message
+    assert "on_bad_input: skip" in message
+
+
+def test_json_manifest_duplicates_and_missing_transcripts(tmp_path):
+    make_audio(tmp_path)
+    wav = str(tmp_path / "good.wav")
+    path = tmp_path / "train.json"
+    first = json.dumps({"wav": wav, "text": "Hi.", "emo": "neu"})
+    missing = json.dumps(
+        {"wav": wav, "text": None, "emo": "neu", "transcript_file": "t.txt"}
+    )
+    again = json.dumps({"wav": wav, "text": "Again.", "emo": "neu"})
+    # A JSON object may repeat a key; json.load would keep only the last.
+    path.write_text(f'{{"a": {first}, "b": {missing}, "a": {again}}}')
+    screened = screen_manifests(
+        {"train": str(path)}, str(tmp_path), on_bad_input="skip"
+    )
+    assert list(json.loads(open(screened["train"]).read())) == ["a"]
+    reasons = {r["id"]: r["reason"] for r in read_rejects(tmp_path)}
+    assert reasons["b"] == "missing transcript (no line in 't.txt')"
+    assert reasons["a"].startswith("duplicate id (first at ")
+
+
+def test_unknown_policy_is_refused(tmp_path):
+    with pytest.raises(ValueError, match="on_bad_input must be one of"):
+        screen_manifests({}, str(tmp_path), on_bad_input="ignore")
