@@ -7,6 +7,7 @@ import subprocess
 import sys
 
 import pytest
+from conftest import run_python
 
 RECIPE = os.path.join(
     os.path.dirname(__file__), os.pardir, "recipes", "IEMOCAP", "turbo"
@@ -173,3 +174,47 @@ def test_run_records_packages_code_and_manifest_checksums(runs):
     resolved = (output / "hyperparams.yaml").read_text()
     assert "number_of_epochs: 2" in resolved
     assert f"output_folder: {output}" in resolved
+
+
+def test_bad_inputs_stop_the_run_or_are_skipped_and_listed(
+    tmp_path, tiny_corpus
+):
+    import shutil
+
+    corpus = tmp_path / "broken_corpus"
+    shutil.copytree(tiny_corpus, corpus)
+    # Without its demo marker the folder is treated as a real corpus.
+    (corpus / "demo_corpus.json").unlink()
+    wavs = sorted((corpus / "Session2" / "sentences" / "wav").rglob("*.wav"))
+    wavs[0].unlink()
+    data = wavs[1].read_bytes()
+    wavs[1].write_bytes(data[: len(data) // 2])
+
+    command = [
+        "train.py",
+        "hparams/demo.yaml",
+        f"--data_folder={corpus}",
+        *TINY,
+    ]
+    stopped = run_python(
+        RECIPE, *command, f"--output_folder={tmp_path / 'error'}"
+    )
+    assert stopped.returncode != 0
+    log = stopped.stdout + stopped.stderr
+    assert f"entry '{wavs[0].stem}', column wav: no file '{wavs[0]}'" in log
+
+    output = tmp_path / "skip"
+    skipped = run_python(
+        RECIPE, *command, f"--output_folder={output}", "--on_bad_input=skip"
+    )
+    assert skipped.returncode == 0, skipped.stderr[-3000:]
+    with open(output / "rejects.csv", encoding="utf-8") as f:
+        rejects = {row["id"]: row for row in csv.DictReader(f)}
+    assert set(rejects) == {wavs[0].stem, wavs[1].stem}
+    assert rejects[wavs[1].stem]["reason"].startswith("truncated audio")
+    # Used + rejected = what the preparation wrote.
+    for split in ("train", "valid", "test"):
+        prepared = read_manifest(output / f"{split}.json")
+        used = read_manifest(output / f"{split}_screened.json")
+        left_out = [r for r in rejects.values() if r["split"] == split]
+        assert len(used) + len(left_out) == len(prepared)

@@ -1,6 +1,7 @@
 """SpeechBrain's consistency rule for recipes: every top-level key of every
 hparams file is used, by another key (``<key>``), by the recipe's train.py,
-or by the library (``speechbrain_turbo``).
+by the library (``speechbrain_turbo``), or by SpeechBrain's Brain as a run
+option (e.g. ``ckpt_interval_minutes``).
 """
 
 import glob
@@ -9,6 +10,7 @@ import re
 
 import pytest
 from conftest import REPO
+from speechbrain.core import RunOptions
 
 LIBRARY = sorted(glob.glob(os.path.join(REPO, "speechbrain_turbo", "*.py")))
 HPARAMS = sorted(
@@ -38,8 +40,11 @@ def test_every_top_level_key_is_used(hparams_file):
     recipe = os.path.dirname(os.path.dirname(hparams_file))
     code = "".join(read(p) for p in LIBRARY)
     code += "".join(read(p) for p in glob.glob(os.path.join(recipe, "*.py")))
+    run_options = set(RunOptions().as_dict())
     unused = []
     for key in top_level_keys(yaml_text):
+        if key in run_options:
+            continue
         if key.startswith("__"):  # applied for its effect (e.g. the seed)
             continue
         in_yaml = f"<{key}>" in yaml_text
