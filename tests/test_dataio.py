@@ -116,3 +116,21 @@ def test_csv_manifest_resolves_data_root_and_counts_labels(tmp_path):
     assert entries[1][1] == f"{path} line 3 (ID 'u2')"
     assert entries[1][2]["speaker"] == "s2"
     assert count_labels(path, str(tmp_path)) == 2
+
+
+def test_another_sample_rate_is_resampled_and_said_once(tmp_path, caplog):
+    import logging
+
+    from speechbrain_turbo import dataio
+
+    dataio._resample_warned.discard(22050)
+    paths = [str(tmp_path / f"{i}.wav") for i in range(3)]
+    for path in paths:
+        audio_io.save(path, torch.zeros(1, 22050), 22050)
+    with caplog.at_level(logging.INFO, logger="speechbrain_turbo.dataio"):
+        signals = [load_audio(path, 16000) for path in paths]
+    assert all(signal.shape == (16000,) for signal in signals)
+    said = [
+        r for r in caplog.records if "from 22050 Hz to 16000 Hz" in r.message
+    ]
+    assert len(said) == 1 and paths[0] in said[0].message
