@@ -71,6 +71,8 @@ class TurboBrain(sb.Brain):
         self._check_config()
         self._warned_identical = set()
         self.consecutive_skipped = 0
+        # Modalities withheld in evaluation (see evaluate_without).
+        self.missing_modalities = ()
 
     def _check_config(self):
         """Fails early, naming the hparams key, on an inconsistent setup."""
@@ -227,16 +229,51 @@ class TurboBrain(sb.Brain):
                 m: self.modules[f"{m}_projection"](embeddings[m]).chunk(
                     2 if twin else 1
                 )
-                for m in self.modalities
+                for m in embeddings
             }
         return {"logits": logits, "views": views}
 
     def _embed(self, batch, num_views):
-        """Pooled ``[num_views * B, D]`` embedding of each modality."""
+        """Pooled ``[num_views * B, D]`` embedding of each present modality."""
         return {
             m: self.modules[f"{m}_encoder"](*batch[m], num_views=num_views)
             for m in self.modalities
+            if m not in self.missing_modalities
         }
+
+    def evaluate_without(self, missing, test_set, **kwargs):
+        """Tests with some modalities withheld, e.g. no transcripts.
+
+        The fusion puts its learned "absent" embedding in their place (see
+        :class:`speechbrain_turbo.models.ConcatFusion`); the reports are
+        written as ``test_metrics_without_<modalities>.json`` and
+        ``test_confusion_without_<modalities>.csv`` / ``.png``.
+
+        Arguments
+        ---------
+        missing : list of str
+            The modalities to withhold.
+        test_set : Dataset or DataLoader
+            As for ``evaluate``.
+        **kwargs : dict
+            Passed to ``evaluate`` (``max_key``, ``test_loader_kwargs``).
+
+        Returns
+        -------
+        float
+            The test loss.
+        """
+        unknown = [m for m in missing if m not in self.modalities]
+        if unknown or len(missing) >= len(self.modalities):
+            raise ValueError(
+                f"Cannot test without {list(missing)}: the model's "
+                f"modalities are {self.modalities}, and one must remain"
+            )
+        self.missing_modalities = tuple(missing)
+        try:
+            return self.evaluate(test_set, **kwargs)
+        finally:
+            self.missing_modalities = ()
 
     def compute_objectives(self, predictions, batch, stage):
         """Cross-entropy over all views plus the weighted Turbo term.
@@ -449,9 +486,11 @@ class TurboBrain(sb.Brain):
                     max_keys=["UA"],
                 )
         else:
+            meta = {"Epoch loaded": self.hparams.epoch_counter.current}
+            if self.missing_modalities:
+                meta["without"] = "+".join(self.missing_modalities)
             self.hparams.train_logger.log_stats(
-                stats_meta={"Epoch loaded": self.hparams.epoch_counter.current},
-                test_stats=stats,
+                stats_meta=meta, test_stats=stats
             )
             self._write_test_report(stats)
 
@@ -542,10 +581,13 @@ class TurboBrain(sb.Brain):
         folder = self.hparams.output_folder
         encoder = self.hparams.label_encoder
         names = [encoder.ind2lab[i] for i in range(len(encoder))]
+        suffix = ""
+        if self.missing_modalities:
+            suffix = "_without_" + "_".join(self.missing_modalities)
         csv_path, png_path = write_confusion_matrix(
             self._metrics["confusion"],
             names,
-            os.path.join(folder, "test_confusion"),
+            os.path.join(folder, f"test_confusion{suffix}"),
         )
         # The validation scores of the checkpoint tested, so that model
         # selection can be audited (and done) on validation only.
@@ -558,12 +600,17 @@ class TurboBrain(sb.Brain):
                 if k != "unixtime"
             },
         }
+        if self.missing_modalities:
+            report["without"] = list(self.missing_modalities)
         with open(
-            os.path.join(folder, "test_metrics.json"), "w", encoding="utf-8"
+            os.path.join(folder, f"test_metrics{suffix}.json"),
+            "w",
+            encoding="utf-8",
         ) as f:
             json.dump(report, f, indent=2)
         logger.info(
-            "Test WA %.4f, UA %.4f, macro-F1 %.4f; confusion matrix: %s",
+            "Test%s WA %.4f, UA %.4f, macro-F1 %.4f; confusion matrix: %s",
+            suffix.replace("_", " "),
             stats["WA"],
             stats["UA"],
             stats["macro_F1"],

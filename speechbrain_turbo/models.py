@@ -333,16 +333,35 @@ class ConcatFusion(torch.nn.Module):
         Output size of the fusion MLP.
     dropout : float
         Dropout after the hidden layer.
+    modality_dropout : float
+        In training, the probability that a row loses one of its modalities
+        (chosen at random), replaced by that modality's learned "absent"
+        embedding. A modality missing at inference (e.g. no transcript) is
+        replaced the same way, so a model trained with modality dropout
+        still classifies from the modalities it has.
 
     Example
     -------
     >>> fusion = ConcatFusion({"audio": 16, "text": 8}, ["audio", "text"], 12)
     >>> fusion({"audio": torch.randn(2, 16), "text": torch.randn(2, 8)}).shape
     torch.Size([2, 12])
+    >>> fusion({"audio": torch.randn(2, 16)}).shape  # no text
+    torch.Size([2, 12])
     """
 
-    def __init__(self, input_sizes, modalities, hidden_size, dropout=0.1):
+    def __init__(
+        self,
+        input_sizes,
+        modalities,
+        hidden_size,
+        dropout=0.1,
+        modality_dropout=0.0,
+    ):
         super().__init__()
+        if not 0.0 <= modality_dropout < 1.0:
+            raise ValueError(
+                f"modality_dropout must be in [0, 1), got {modality_dropout}"
+            )
         unknown = [m for m in modalities if m not in input_sizes]
         if unknown:
             raise ValueError(
@@ -351,6 +370,14 @@ class ConcatFusion(torch.nn.Module):
             )
         self.modalities = list(modalities)
         self.input_sizes = {m: input_sizes[m] for m in self.modalities}
+        self.modality_dropout = modality_dropout
+        # Stands in for a modality that is missing (or dropped in training).
+        self.absent = torch.nn.ParameterDict(
+            {
+                m: torch.nn.Parameter(torch.zeros(size))
+                for m, size in self.input_sizes.items()
+            }
+        )
         self.mlp = torch.nn.Sequential(
             torch.nn.Linear(sum(self.input_sizes.values()), hidden_size),
             torch.nn.GELU(),
@@ -363,19 +390,50 @@ class ConcatFusion(torch.nn.Module):
         Arguments
         ---------
         embeddings : dict
-            Modality name -> pooled embedding, for every used modality.
+            Modality name -> pooled embedding. A used modality that is
+            absent (or None) gets its learned "absent" embedding; at least
+            one must be present.
 
         Returns
         -------
         torch.Tensor
             The fused representation.
         """
-        for m, size in self.input_sizes.items():
-            if m not in embeddings or embeddings[m].shape[-1] != size:
-                got = {k: v.shape[-1] for k, v in embeddings.items()}
+        present = {m: e for m, e in embeddings.items() if e is not None}
+        for m, embedding in present.items():
+            size = self.input_sizes.get(m)
+            if size is not None and embedding.shape[-1] != size:
+                got = {k: v.shape[-1] for k, v in present.items()}
                 raise ValueError(
                     f"ConcatFusion expects embeddings of sizes "
                     f"{self.input_sizes} but got {got}: check the fusion "
                     "input_sizes and the encoders' output sizes in the hparams"
                 )
-        return self.mlp(torch.cat([embeddings[m] for m in self.modalities], -1))
+        used = [m for m in self.modalities if m in present]
+        if not used:
+            raise ValueError(
+                f"ConcatFusion got none of its modalities {self.modalities}"
+            )
+        rows = present[used[0]].shape[0]
+        parts = []
+        for m in self.modalities:
+            absent = self.absent[m].expand(rows, -1)
+            parts.append(present[m] if m in present else absent)
+        if self.training and self.modality_dropout > 0 and len(used) > 1:
+            parts = self._drop_modalities(parts)
+        return self.mlp(torch.cat(parts, -1))
+
+    def _drop_modalities(self, parts):
+        """Replaces one random modality of some rows by its absent vector."""
+        rows = parts[0].shape[0]
+        device = parts[0].device
+        dropped = torch.rand(rows, device=device) < self.modality_dropout
+        which = torch.randint(len(parts), (rows,), device=device)
+        return [
+            torch.where(
+                (dropped & (which == k)).unsqueeze(-1),
+                self.absent[m].expand_as(part).to(part.dtype),
+                part,
+            )
+            for k, (m, part) in enumerate(zip(self.modalities, parts))
+        ]

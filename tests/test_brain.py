@@ -1,5 +1,6 @@
 """TurboBrain: the twin pass, the objective and the baseline switch."""
 
+import json
 import logging
 
 import pytest
@@ -351,3 +352,58 @@ def test_training_stops_after_patience_consecutive_non_finite_steps():
     assert f"{brain.nonfinite_patience + 1} training steps in a row" in message
     assert "utt0, utt1, utt2, utt3" in message
     assert "--nonfinite_patience" in message
+
+
+def test_modality_dropout_replaces_one_modality_of_some_rows():
+    torch.manual_seed(0)
+    fusion = ConcatFusion(
+        {"audio": 3, "text": 2}, ["audio", "text"], 4, modality_dropout=0.3
+    )
+    with torch.no_grad():
+        fusion.absent["audio"].fill_(-7.0)
+        fusion.absent["text"].fill_(-9.0)
+    audio, text = torch.ones(2000, 3), torch.ones(2000, 2)
+    fusion.train()
+    parts = fusion._drop_modalities([audio, text])
+    audio_gone = (parts[0] == -7.0).all(-1)
+    text_gone = (parts[1] == -9.0).all(-1)
+    assert not (audio_gone & text_gone).any()
+    assert 0.25 < (audio_gone | text_gone).float().mean() < 0.35
+    assert 0.4 < audio_gone.float().sum() / (audio_gone | text_gone).sum() < 0.6
+    # Evaluation never drops; a missing modality gets the absent vector.
+    fusion.eval()
+    absent_text = fusion.absent["text"].expand(2, -1)
+    expected = fusion({"audio": audio[:2], "text": absent_text})
+    torch.testing.assert_close(fusion({"audio": audio[:2]}), expected)
+
+
+def test_evaluate_without_text_never_runs_the_text_encoder(tmp_path):
+    brain = make_brain(
+        output_folder=str(tmp_path),
+        label_encoder=make_label_encoder(),
+        epoch_counter=sb.utils.epoch_loop.EpochCounter(1),
+        train_logger=sb.utils.train_logger.FileTrainLogger(
+            str(tmp_path / "log.txt")
+        ),
+    )
+    text_rows = count_forward_rows(brain.modules.text_encoder)
+    audio_rows = count_forward_rows(brain.modules.audio_encoder)
+    loader = torch.utils.data.DataLoader(
+        [make_batch()], batch_size=None, collate_fn=lambda batch: batch
+    )
+    brain.evaluate_without(["text"], loader)
+    assert text_rows == [] and audio_rows == [4]
+    report = json.loads(
+        (tmp_path / "test_metrics_without_text.json").read_text()
+    )
+    assert report["without"] == ["text"]
+    assert (tmp_path / "test_confusion_without_text.png").exists()
+    assert "without: text" in (tmp_path / "log.txt").read_text()
+    with pytest.raises(ValueError, match="one must remain"):
+        brain.evaluate_without(["audio", "text"], loader)
+
+
+def make_label_encoder():
+    encoder = sb.dataio.encoder.CategoricalEncoder()
+    encoder.update_from_iterable(["a", "b", "c"])
+    return encoder

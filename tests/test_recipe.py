@@ -105,6 +105,13 @@ def test_turbo_run_writes_metrics_confusion_and_log(runs):
         assert field in train_lines[0]
     assert "align_audio_text" in metrics
 
+    # The test again, without transcripts.
+    without = json.loads(
+        (output / "test_metrics_without_text.json").read_text()
+    )
+    assert without["without"] == ["text"] and 0.0 <= without["UA"] <= 1.0
+    assert "Test without text WA" in log
+
     history = (output / "history.jsonl").read_text().splitlines()
     assert [json.loads(line)["epoch"] for line in history] == [1, 2]
     curves = (output / "training_curves.png").read_bytes()

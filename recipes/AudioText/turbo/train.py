@@ -112,3 +112,12 @@ if __name__ == "__main__":
         max_key="UA",
         test_loader_kwargs=hparams["test_dataloader_options"],
     )
+    # How the model copes without a modality (e.g. no transcript).
+    for missing in hparams["test_without"]:
+        if missing in hparams["modalities"] and len(hparams["modalities"]) > 1:
+            brain.evaluate_without(
+                [missing],
+                datasets["test"],
+                max_key="UA",
+                test_loader_kwargs=hparams["test_dataloader_options"],
+            )
