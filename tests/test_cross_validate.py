@@ -36,6 +36,10 @@ def test_finished_runs_are_not_run_again_and_tables_are_written(
     root = tmp_path / "cv"
     fake_metrics(root / "demo" / "session5_seed1", 0.5)
     fake_metrics(root / "demo" / "session5_seed2", 0.7)
+    without_text = (
+        root / "demo" / "session5_seed2" / "test_metrics_without_text.json"
+    )
+    without_text.write_text(json.dumps({"UA": 0.3, "without": ["text"]}))
     # A missing hparams file would make any real run fail: none may start.
     cross_validate.main(
         [
@@ -50,8 +54,9 @@ def test_finished_runs_are_not_run_again_and_tables_are_written(
         ]
     )
     table = (root / "demo" / "results.md").read_text()
-    assert "| 5 | 1 | 0.5500 | 0.5100 | 0.5000 | 0.4900 | 3 |" in table
+    assert "| 5 | 1 | 0.5500 | 0.5100 | 0.5000 | 0.4900 | - | 3 |" in table
     assert "0.6000 ± 0.1414" in table  # mean ± sample std of test UA
+    assert "| 5 | 2 | 0.7500 | 0.7100 | 0.7000 | 0.6900 | 0.3000 | 3 |" in table
     csv_text = (root / "demo" / "results.csv").read_text()
     assert csv_text.splitlines()[0].startswith("session,seed,valid_UA,WA")
     assert "python cross_validate.py missing.yaml" in capsys.readouterr().out

@@ -93,6 +93,15 @@ def run_one(hparams_file, run_folder, fold, seed, overrides, threads):
         return json.load(f)
 
 
+def _without_text_UA(run_folder):
+    """Test UA of the run's test without transcripts, if it has one."""
+    path = os.path.join(run_folder, "test_metrics_without_text.json")
+    if not os.path.exists(path):
+        return None
+    with open(path, encoding="utf-8") as f:
+        return json.load(f)["UA"]
+
+
 def summarise(rows):
     """Mean and sample standard deviation of each metric over the runs.
 
@@ -113,7 +122,7 @@ def summarise(rows):
     (0.5, 0.0)
     """
     summary = {}
-    for key in (*METRICS, "valid_UA"):
+    for key in (*METRICS, "valid_UA", "UA_without_text"):
         values = [r[key] for r in rows if r.get(key) is not None]
         if values:
             std = statistics.stdev(values) if len(values) > 1 else 0.0
@@ -140,7 +149,8 @@ def write_tables(rows, summary, folder, command):
     str
         The Markdown table.
     """
-    columns = ["session", "seed", "valid_UA", *METRICS, "epoch", "folder"]
+    columns = ["session", "seed", "valid_UA", *METRICS, "UA_without_text"]
+    columns += ["epoch", "folder"]
     with open(
         os.path.join(folder, "results.csv"), "w", newline="", encoding="utf-8"
     ) as f:
@@ -151,11 +161,12 @@ def write_tables(rows, summary, folder, command):
         f"Command: `{command}`",
         "",
         "| test session | seed | valid UA | test WA | test UA | test macro-F1 "
-        "| epoch | run folder |",
-        "|---|---|---|---|---|---|---|---|",
+        "| test UA without text | epoch | run folder |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
+    scored = ("valid_UA", *METRICS, "UA_without_text")
     for r in rows:
-        scores = [r[k] for k in ("valid_UA", *METRICS)]
+        scores = [r.get(k) for k in scored]
         lines.append(
             f"| {r['session']} | {r['seed']} | "
             + " | ".join("-" if v is None else f"{v:.4f}" for v in scores)
@@ -167,7 +178,7 @@ def write_tables(rows, summary, folder, command):
             f"{summary[k][0]:.4f} ± {summary[k][1]:.4f}"
             if k in summary
             else "-"
-            for k in ("valid_UA", *METRICS)
+            for k in scored
         )
         + " | | |"
     )
@@ -221,6 +232,7 @@ def main(argv=None):
             "seed": seed,
             "valid_UA": m["selected_on_valid"].get("UA"),
             **{k: m[k] for k in METRICS},
+            "UA_without_text": _without_text_UA(run_folder),
             "epoch": m["epoch"],
             "folder": os.path.relpath(run_folder, folder),
         }

@@ -17,7 +17,7 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from cross_validate import summarise  # noqa: E402
 
-COLUMNS = ("valid_UA", "WA", "UA", "macro_F1")
+COLUMNS = ("valid_UA", "WA", "UA", "macro_F1", "UA_without_text")
 
 
 def percent(summary, key):
@@ -58,8 +58,8 @@ def main(root):
     """
     lines = [
         "| configuration | runs | valid UA | test WA | test UA "
-        "| test macro-F1 |",
-        "|---|---|---|---|---|---|",
+        "| test macro-F1 | test UA without text |",
+        "|---|---|---|---|---|---|---|",
     ]
     for name in sorted(os.listdir(root)):
         path = os.path.join(root, name, "results.csv")
@@ -68,7 +68,7 @@ def main(root):
         with open(path, encoding="utf-8") as f:
             rows = list(csv.DictReader(f))
         summary = summarise(
-            [{k: float(r[k]) for k in COLUMNS if r[k] != ""} for r in rows]
+            [{k: float(r[k]) for k in COLUMNS if r.get(k)} for r in rows]
         )
         cells = [percent(summary, key) for key in COLUMNS]
         lines.append(f"| {name} | {len(rows)} | " + " | ".join(cells) + " |")
