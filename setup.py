@@ -27,7 +27,11 @@ setup(
         "scikit-learn>=1.2",
         "matplotlib>=3.5",
         "soundfile>=0.12",
+        "tqdm>=4.60",
     ],
+    entry_points={
+        "console_scripts": ["speechbrain-turbo = speechbrain_turbo.cli:main"]
+    },
     extras_require={
         "demo": ["espeakng-loader>=0.2.4"],
         "dev": [

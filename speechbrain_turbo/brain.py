@@ -24,6 +24,7 @@ Authors
  * speechbrain-turbo contributors
 """
 
+import csv
 import itertools
 import json
 import os
@@ -300,6 +301,7 @@ class TurboBrain(sb.Brain):
         if stage != sb.Stage.TRAIN:
             self.predicted.append(logits.argmax(dim=-1).cpu())
             self.targets.append(labels.cpu())
+            self.ids.extend(batch.id)
             for m, (view,) in (predictions["views"] or {}).items():
                 self.projected.setdefault(m, []).append(view.detach().cpu())
             return ce
@@ -441,6 +443,7 @@ class TurboBrain(sb.Brain):
         self.train_sums, self.train_steps = {}, 0
         self.skipped_steps = 0
         self.predicted, self.targets, self.projected = [], [], {}
+        self.ids = []
         if stage == sb.Stage.TRAIN:
             self._epoch_start = time.perf_counter()
             if torch.cuda.is_available():
@@ -577,7 +580,9 @@ class TurboBrain(sb.Brain):
         return stats
 
     def _write_test_report(self, stats):
-        """Writes test metrics (JSON) and the confusion matrix (CSV, PNG)."""
+        """Writes test metrics (JSON), per-utterance predictions (CSV) and
+        the confusion matrix (CSV, PNG).
+        """
         folder = self.hparams.output_folder
         encoder = self.hparams.label_encoder
         names = [encoder.ind2lab[i] for i in range(len(encoder))]
@@ -602,6 +607,20 @@ class TurboBrain(sb.Brain):
         }
         if self.missing_modalities:
             report["without"] = list(self.missing_modalities)
+        with open(
+            os.path.join(folder, f"test_predictions{suffix}.csv"),
+            "w",
+            newline="",
+            encoding="utf-8",
+        ) as f:
+            writer = csv.writer(f)
+            writer.writerow(["ID", "label", "predicted"])
+            for item_id, target, predicted in zip(
+                self.ids, torch.cat(self.targets), torch.cat(self.predicted)
+            ):
+                writer.writerow(
+                    [item_id, names[int(target)], names[int(predicted)]]
+                )
         with open(
             os.path.join(folder, f"test_metrics{suffix}.json"),
             "w",

@@ -1,0 +1,230 @@
+"""Export a finished experiment as a self-contained model folder.
+
+The folder holds what :class:`speechbrain_turbo.inference.TurboClassifier`
+loads: ``hyperparams.yaml`` (the modules of the training hyperparameters,
+as SpeechBrain resolved them, plus ``modules`` and a ``pretrainer``), the
+weights of the best checkpoint (by validation UA), the label encoder and the
+text tokenizer.
+
+Authors
+ * speechbrain-turbo contributors
+"""
+
+import glob
+import io
+import os
+import shutil
+
+from ruamel.yaml import YAML
+from speechbrain.utils.checkpoints import Checkpointer
+from speechbrain.utils.logger import get_logger
+
+logger = get_logger(__name__)
+
+SKIPPED_MODULES = ("turbo_loss",)
+CLASS_COUNT_TAG = "!apply:speechbrain_turbo.dataio.count_labels"
+
+
+def best_checkpoint(save_folder, max_key="UA"):
+    """The checkpoint with the highest validation ``max_key``.
+
+    Arguments
+    ---------
+    save_folder : str
+        The experiment's ``save`` folder.
+    max_key : str
+        The checkpoint meta key to maximise.
+
+    Returns
+    -------
+    speechbrain.utils.checkpoints.Checkpoint
+        The selected checkpoint.
+    """
+    checkpoint = Checkpointer(save_folder).find_checkpoint(max_key=max_key)
+    if checkpoint is None:
+        raise FileNotFoundError(
+            f"No checkpoint with a validation {max_key} in {save_folder}: "
+            "is the experiment finished (or at least one epoch done)?"
+        )
+    return checkpoint
+
+
+def _children(node):
+    """The direct children of a parsed YAML node."""
+    if isinstance(node, dict):
+        return list(node.values())
+    if isinstance(node, list):
+        return list(node)
+    return []
+
+
+def _needed_keys(tree, roots):
+    """Top-level keys reachable from ``roots`` through shared YAML nodes."""
+    # Shared nodes are containers or tagged objects (plain scalars such as
+    # small ints are shared by Python itself, not by the YAML).
+    owner = {
+        id(value): key
+        for key, value in tree.items()
+        if isinstance(value, (dict, list)) or _tag_of(value)
+    }
+    needed, stack = [], list(roots)
+    while stack:
+        key = stack.pop()
+        if key in needed:
+            continue
+        needed.append(key)
+        nodes = [tree[key]]
+        while nodes:
+            node = nodes.pop()
+            for child in _children(node):
+                if id(child) in owner and owner[id(child)] != key:
+                    stack.append(owner[id(child)])
+                else:
+                    nodes.append(child)
+    return [key for key in tree if key in needed]
+
+
+def _tag_of(node):
+    """The YAML tag of a parsed node (empty when it has none)."""
+    tag = getattr(node, "tag", None)
+    return getattr(tag, "value", tag) or ""
+
+
+def export_model(experiment_folder, model_folder, max_key="UA"):
+    """Writes a model folder from an experiment's best checkpoint.
+
+    Arguments
+    ---------
+    experiment_folder : str
+        A recipe's ``output_folder`` (holds ``hyperparams.yaml`` and
+        ``save/``).
+    model_folder : str
+        Where the model goes (created; existing files are replaced).
+    max_key : str
+        Validation metric that selects the checkpoint.
+
+    Returns
+    -------
+    dict
+        The exported checkpoint's meta (its validation scores).
+    """
+    yaml = YAML()
+    with open(
+        os.path.join(experiment_folder, "hyperparams.yaml"), encoding="utf-8"
+    ) as f:
+        tree = yaml.load(f)
+    save_folder = os.path.join(experiment_folder, "save")
+    checkpoint = best_checkpoint(save_folder, max_key=max_key)
+    modules = [name for name in tree["modules"] if name not in SKIPPED_MODULES]
+    keys = _needed_keys(tree, ["sample_rate", "modalities", *modules])
+    os.makedirs(model_folder, exist_ok=True)
+
+    # Weights: every needed key that has a checkpoint file (the modules and,
+    # e.g., the audio normaliser's statistics).
+    loadables = []
+    for key in keys:
+        source = os.path.join(checkpoint.path, f"{key}.ckpt")
+        if os.path.exists(source):
+            shutil.copy(source, os.path.join(model_folder, f"{key}.ckpt"))
+            loadables.append(key)
+    shutil.copy(
+        os.path.join(save_folder, "label_encoder.txt"),
+        os.path.join(model_folder, "label_encoder.ckpt"),
+    )
+    num_classes = _count_classes(os.path.join(save_folder, "label_encoder.txt"))
+
+    selected = {key: tree[key] for key in keys}
+    text = io.StringIO()
+    yaml.dump(selected, text)
+    body = text.getvalue()
+    # A classifier sized from the training manifest keeps its size, not the
+    # manifest.
+    for key, value in selected.items():
+        if _tag_of(value).startswith(CLASS_COUNT_TAG):
+            body = _replace_key(body, key, f"{key}: {num_classes}\n")
+
+    tokenizer = _export_tokenizer(tree, save_folder, model_folder)
+    lines = [
+        "# Exported by speechbrain_turbo.export from",
+        f"# {os.path.abspath(experiment_folder)}",
+        f"# checkpoint {os.path.basename(checkpoint.path)}: "
+        + ", ".join(
+            f"valid {k} {v:.4f}"
+            for k, v in checkpoint.meta.items()
+            if isinstance(v, float) and k in ("WA", "UA", "macro_F1")
+        ),
+        "# Load with speechbrain_turbo.inference.TurboClassifier.",
+        "",
+        "# The folder holding this file (set by TurboClassifier).",
+        "model_dir: !PLACEHOLDER",
+        "",
+        body.rstrip("\n"),
+        "",
+        "label_encoder: !new:speechbrain.dataio.encoder.CategoricalEncoder",
+        *tokenizer,
+        "",
+        "modules:",
+        *[f"    {name}: !ref <{name}>" for name in modules],
+        "",
+        "pretrainer: !new:speechbrain.utils.parameter_transfer.Pretrainer",
+        "    loadables:",
+        *[f"        {key}: !ref <{key}>" for key in loadables],
+        "        label_encoder: !ref <label_encoder>",
+        "",
+    ]
+    with open(
+        os.path.join(model_folder, "hyperparams.yaml"), "w", encoding="utf-8"
+    ) as f:
+        f.write("\n".join(lines))
+    logger.info(
+        "Exported %s (checkpoint %s) to %s",
+        experiment_folder,
+        checkpoint.path,
+        model_folder,
+    )
+    return dict(checkpoint.meta)
+
+
+def _count_classes(label_encoder_file):
+    """Number of labels in a saved CategoricalEncoder."""
+    from speechbrain.dataio.encoder import CategoricalEncoder
+
+    encoder = CategoricalEncoder()
+    encoder.load(label_encoder_file)
+    return len(encoder)
+
+
+def _replace_key(body, key, replacement):
+    """Replaces a top-level key's whole entry in a YAML text."""
+    lines = body.splitlines(keepends=True)
+    start = next(
+        i for i, line in enumerate(lines) if line.startswith(f"{key}:")
+    )
+    end = start + 1
+    while end < len(lines) and (
+        lines[end].startswith((" ", "-")) or not lines[end].strip()
+    ):
+        end += 1
+    return "".join(lines[:start] + [replacement] + lines[end:])
+
+
+def _export_tokenizer(tree, save_folder, model_folder):
+    """Copies a SentencePiece model; returns the YAML lines that load it.
+
+    A pretrained text encoder (``text_model``) carries its own tokenizer
+    and needs nothing here.
+    """
+    if "tokenizer" not in tree:
+        return []
+    models = glob.glob(os.path.join(save_folder, "tokenizer", "*.model"))
+    if len(models) != 1:
+        raise FileNotFoundError(
+            f"Expected one SentencePiece model in {save_folder}/tokenizer, "
+            f"found {models}"
+        )
+    shutil.copy(models[0], os.path.join(model_folder, "tokenizer.model"))
+    return [
+        "",
+        "text_tokenizer: !new:sentencepiece.SentencePieceProcessor",
+        "    model_file: !ref <model_dir>/tokenizer.model",
+    ]

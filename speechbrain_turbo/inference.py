@@ -1,0 +1,263 @@
+"""TurboClassifier: run an exported Turbo model on audio, with or without
+its transcript.
+
+    >>> from speechbrain_turbo.inference import TurboClassifier
+    >>> model = TurboClassifier.from_hparams("model_dir")  # doctest: +SKIP
+    >>> probs, score, index, label = model.classify_file(
+    ...     "speech.wav", text="I told you twice already."
+    ... )  # doctest: +SKIP
+
+A model folder comes from ``speechbrain-turbo export`` (see
+:mod:`speechbrain_turbo.export`). Audio at any sample rate and channel count
+is resampled and averaged to mono, as in training. Without a transcript the
+text modality is replaced by the fusion's learned "absent" embedding (the
+audio-only path, best with a model trained with ``modality_dropout``).
+
+Authors
+ * speechbrain-turbo contributors
+"""
+
+import os
+
+import torch
+from speechbrain.inference.interfaces import Pretrained
+from speechbrain.utils.data_utils import batch_pad_right
+
+from speechbrain_turbo.dataio import load_audio
+
+
+class TurboClassifier(Pretrained):
+    """A SpeechBrain ``Pretrained`` interface to a Turbo classifier.
+
+    After each ``classify_*`` / ``encode_batch`` call, ``text_sources``
+    says, per item, whether the transcript was ``given`` or ``absent``
+    (audio only).
+
+    Arguments
+    ---------
+    *args, **kwargs
+        As for ``speechbrain.inference.interfaces.Pretrained``; use
+        :meth:`from_hparams`.
+    """
+
+    MODULES_NEEDED = ["fusion", "classifier"]
+    HPARAMS_NEEDED = ["modalities", "sample_rate", "label_encoder"]
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.text_sources = []
+        classes = getattr(
+            getattr(self.mods.classifier, "w", None), "out_features", None
+        )
+        if classes is None:
+            self.hparams.label_encoder.ignore_len()
+        else:
+            self.hparams.label_encoder.expect_len(classes)
+
+    @classmethod
+    def from_hparams(
+        cls,
+        source,
+        hparams_file="hyperparams.yaml",
+        overrides=None,
+        savedir=None,
+        **kwargs,
+    ):
+        """Loads a model folder written by ``speechbrain-turbo export``.
+
+        Arguments
+        ---------
+        source : str
+            The model folder.
+        hparams_file : str
+            Its hyperparameters file.
+        overrides : dict, optional
+            Hyperparameter overrides.
+        savedir : str, optional
+            Where SpeechBrain collects the files; the model folder itself
+            by default.
+        **kwargs : dict
+            Passed to ``Pretrained.from_hparams`` (e.g. ``run_opts``).
+
+        Returns
+        -------
+        TurboClassifier
+            The loaded classifier, in evaluation mode.
+        """
+        overrides = dict(overrides or {})
+        overrides.setdefault("model_dir", os.path.abspath(source))
+        if savedir is None and os.path.isdir(source):
+            savedir = source
+        return super().from_hparams(
+            source,
+            hparams_file=hparams_file,
+            overrides=overrides,
+            savedir=savedir,
+            **kwargs,
+        )
+
+    @property
+    def modalities(self):
+        """The model's modalities, e.g. ``["audio", "text"]``."""
+        return list(self.hparams.modalities)
+
+    @property
+    def labels(self):
+        """The class labels, in the order of the probabilities."""
+        encoder = self.hparams.label_encoder
+        return [encoder.ind2lab[i] for i in range(len(encoder))]
+
+    def text_to_ids(self, text):
+        """Token ids of a transcript, as the training data pipeline made.
+
+        Arguments
+        ---------
+        text : str
+            A transcript.
+
+        Returns
+        -------
+        list of int
+            The token ids.
+        """
+        if hasattr(self.hparams, "text_tokenizer"):
+            return self.hparams.text_tokenizer.encode_as_ids(text)
+        return self.hparams.text_model.text_to_ids(text)
+
+    def load_file(self, path):
+        """Reads a file as a mono waveform at the model's sample rate.
+
+        Arguments
+        ---------
+        path : str
+            Any audio file soundfile reads.
+
+        Returns
+        -------
+        torch.Tensor
+            ``[T]`` waveform.
+        """
+        return load_audio(path, self.hparams.sample_rate)
+
+    def encode_batch(self, wavs, wav_lens=None, texts=None):
+        """Pooled embedding of each modality, before fusion.
+
+        Arguments
+        ---------
+        wavs : torch.Tensor
+            ``[B, T]`` waveforms at the model's sample rate.
+        wav_lens : torch.Tensor, optional
+            ``[B]`` relative lengths (None: no padding).
+        texts : list of (str or None), optional
+            One transcript per item; None (or an empty string) leaves that
+            item's text to the fusion's "absent" embedding.
+
+        Returns
+        -------
+        dict
+            Modality -> ``[B, D]`` embeddings (rows without text hold the
+            absent embedding).
+        """
+        if wavs.dim() == 1:
+            wavs = wavs.unsqueeze(0)
+        wavs = wavs.to(self.device).float()
+        batch = wavs.shape[0]
+        if wav_lens is None:
+            wav_lens = torch.ones(batch)
+        wav_lens = wav_lens.to(self.device).float()
+        texts = list(texts) if texts is not None else [None] * batch
+        if len(texts) != batch:
+            raise ValueError(f"Got {batch} waveforms but {len(texts)} texts")
+        ids = [self.text_to_ids(t) if t and t.strip() else [] for t in texts]
+        self.text_sources = ["given" if i else "absent" for i in ids]
+
+        embeddings = {}
+        with torch.no_grad():
+            if "audio" in self.modalities:
+                embeddings["audio"] = self.mods.audio_encoder(wavs, wav_lens)
+            present = [row for row, row_ids in enumerate(ids) if row_ids]
+            if "text" in self.modalities and present:
+                tokens, lengths = batch_pad_right(
+                    [torch.LongTensor(ids[row]) for row in present]
+                )
+                encoded = self.mods.text_encoder(
+                    tokens.to(self.device), lengths.to(self.device)
+                )
+                text = self.mods.fusion.absent["text"].expand(batch, -1)
+                text = text.clone().to(encoded.dtype)
+                text[present] = encoded
+                embeddings["text"] = text
+        if not embeddings:
+            raise ValueError(
+                "This model needs text and none was given: pass texts"
+            )
+        return embeddings
+
+    def classify_batch(self, wavs, wav_lens=None, texts=None):
+        """Classifies a batch.
+
+        Arguments
+        ---------
+        wavs : torch.Tensor
+            ``[B, T]`` waveforms at the model's sample rate.
+        wav_lens : torch.Tensor, optional
+            ``[B]`` relative lengths.
+        texts : list of (str or None), optional
+            Transcripts (see :meth:`encode_batch`).
+
+        Returns
+        -------
+        probabilities : torch.Tensor
+            ``[B, C]`` class probabilities.
+        score : torch.Tensor
+            ``[B]`` the highest probability.
+        index : torch.Tensor
+            ``[B]`` its class index.
+        labels : list of str
+            Its label.
+        """
+        embeddings = self.encode_batch(wavs, wav_lens, texts)
+        with torch.no_grad():
+            logits = self.mods.classifier(self.mods.fusion(embeddings))
+            logits = logits.reshape(logits.shape[0], -1)
+            probabilities = torch.softmax(logits.float(), dim=-1)
+        score, index = probabilities.max(dim=-1)
+        labels = self.hparams.label_encoder.decode_torch(index.cpu())
+        return probabilities, score, index, labels
+
+    def classify_file(self, path, text=None):
+        """Classifies one file, with its transcript if there is one.
+
+        Arguments
+        ---------
+        path : str
+            Audio file (any sample rate, any number of channels).
+        text : str, optional
+            Its transcript; None for the audio-only path.
+
+        Returns
+        -------
+        tuple
+            As :meth:`classify_batch`, for a batch of one.
+        """
+        wav = self.load_file(path)
+        return self.classify_batch(wav.unsqueeze(0), texts=[text])
+
+    def forward(self, wavs, wav_lens=None, texts=None):
+        """Same as :meth:`classify_batch`.
+
+        Arguments
+        ---------
+        wavs : torch.Tensor
+            ``[B, T]`` waveforms.
+        wav_lens : torch.Tensor, optional
+            ``[B]`` relative lengths.
+        texts : list of (str or None), optional
+            Transcripts.
+
+        Returns
+        -------
+        tuple
+            As :meth:`classify_batch`.
+        """
+        return self.classify_batch(wavs, wav_lens, texts)

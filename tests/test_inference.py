@@ -1,0 +1,147 @@
+"""Using a trained model: export, TurboClassifier and the command line give
+the recipe's own test predictions; any sample rate and channel count; no
+transcript (audio-only path, with and without modality dropout).
+"""
+
+import csv
+import json
+import os
+
+import pytest
+import torch
+import torchaudio
+from conftest import REPO, run_python
+from speechbrain.dataio import audio_io
+
+RECIPE = os.path.join(REPO, "recipes", "IEMOCAP", "turbo")
+TINY = [
+    "--demo_utterances_per_speaker=8",
+    "--number_of_epochs=2",
+    "--batch_size=8",
+    "--channels=16",
+    "--fusion_dim=16",
+    "--projection_dim=8",
+    "--token_embedding_dim=8",
+    "--vocab_size=80",
+    "--modality_dropout=0.3",
+]
+
+
+def read_csv(path):
+    with open(path, newline="", encoding="utf-8") as f:
+        return list(csv.DictReader(f))
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory, tiny_corpus):
+    tmp_path = tmp_path_factory.mktemp("inference")
+    run = tmp_path / "run"
+    trained = run_python(
+        RECIPE,
+        "train.py",
+        "hparams/demo.yaml",
+        f"--data_folder={tiny_corpus}",
+        f"--output_folder={run}",
+        *TINY,
+    )
+    assert trained.returncode == 0, trained.stderr[-3000:]
+    model = tmp_path / "model"
+    result = run_python(
+        REPO, "-m", "speechbrain_turbo.cli", "export", str(run), str(model)
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    test = json.loads((run / "test_screened.json").read_text())
+    manifest = tmp_path / "test.csv"
+    with open(manifest, "w", newline="", encoding="utf-8") as f:
+        writer = csv.writer(f)
+        writer.writerow(["ID", "wav", "text"])
+        for item_id, entry in test.items():
+            writer.writerow([item_id, entry["wav"], entry["text"]])
+    return run, model, manifest, test
+
+
+def test_export_writes_a_self_contained_model_folder(exported):
+    _, model, _, _ = exported
+    files = set(os.listdir(model))
+    assert {
+        "hyperparams.yaml",
+        "label_encoder.ckpt",
+        "tokenizer.model",
+    } <= files
+    assert {
+        "audio_encoder.ckpt",
+        "audio_normalizer.ckpt",
+        "fusion.ckpt",
+    } <= files
+    hparams = (model / "hyperparams.yaml").read_text()
+    assert "pretrainer:" in hparams and "modules:" in hparams
+    assert "turbo_loss" not in hparams and "train_csv" not in hparams
+
+
+def test_cli_classify_matches_the_recipe_test_pass(exported, tmp_path):
+    run, model, manifest, test = exported
+    output = tmp_path / "out.csv"
+    result = run_python(
+        REPO,
+        "-m",
+        "speechbrain_turbo.cli",
+        "classify",
+        "--model",
+        str(model),
+        "--manifest",
+        str(manifest),
+        "--output",
+        str(output),
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    classified = {row["ID"]: row for row in read_csv(output)}
+    recipe = {
+        row["ID"]: row["predicted"]
+        for row in read_csv(run / "test_predictions.csv")
+    }
+    assert len(classified) == len(test) == len(recipe)
+    assert {k: v["label"] for k, v in classified.items()} == recipe
+    row = next(iter(classified.values()))
+    assert row["text"] == "given"
+    probabilities = [float(v) for k, v in row.items() if k.startswith("prob_")]
+    assert len(probabilities) == 4
+    assert sum(probabilities) == pytest.approx(1.0, abs=1e-4)
+
+
+def test_without_text_matches_the_recipe_test_without_text(exported):
+    from speechbrain_turbo.inference import TurboClassifier
+
+    run, model, _, test = exported
+    classifier = TurboClassifier.from_hparams(str(model))
+    recipe = {
+        row["ID"]: row["predicted"]
+        for row in read_csv(run / "test_predictions_without_text.csv")
+    }
+    for item_id, entry in test.items():
+        _, _, _, labels = classifier.classify_file(entry["wav"])
+        assert classifier.text_sources == ["absent"]
+        assert labels[0] == recipe[item_id], item_id
+
+
+def test_any_sample_rate_and_channel_count(exported, tmp_path):
+    from speechbrain_turbo.inference import TurboClassifier
+
+    _, model, _, test = exported
+    classifier = TurboClassifier.from_hparams(str(model))
+    entry = next(iter(test.values()))
+    mono, rate = audio_io.load(entry["wav"], channels_first=True)
+    stereo_44k = torchaudio.functional.resample(mono, rate, 44100).repeat(2, 1)
+    path = str(tmp_path / "stereo_44k.wav")
+    audio_io.save(path, stereo_44k, 44100)
+    probabilities, score, index, labels = classifier.classify_file(
+        path, text=entry["text"]
+    )
+    assert probabilities.shape == (1, 4)
+    assert float(probabilities.sum()) == pytest.approx(1.0, abs=1e-5)
+    assert labels[0] == classifier.labels[int(index[0])]
+    # The file went through the same reading as training: 16 kHz mono.
+    wav = classifier.load_file(path)
+    assert wav.dim() == 1
+    assert abs(len(wav) - mono.shape[1] * 16000 / rate) <= 2
+    expected = classifier.classify_batch(wav[None], texts=[entry["text"]])[0]
+    torch.testing.assert_close(probabilities, expected)
