@@ -6,8 +6,9 @@
 
 A manifest is a CSV with the columns ``ID`` and ``wav`` and, optionally,
 ``text`` (an empty cell means no transcript). The output CSV has ``ID``,
-``label``, ``score``, ``text`` (``given`` or ``absent``: audio only) and one
-``prob_<label>`` column per class.
+``label``, ``score``, ``text`` (``given``, ``asr``: transcribed by the
+model's Whisper, or ``absent``: audio only) and one ``prob_<label>`` column
+per class.
 
 Authors
  * speechbrain-turbo contributors
@@ -35,7 +36,7 @@ def classify_one(args):
     """Prints the label and probabilities of one file."""
     model = _classifier(args.model, args.device)
     probabilities, score, _, labels = model.classify_file(
-        args.audio, text=args.text
+        args.audio, text=args.text, transcribe=not args.no_asr
     )
     print(f"label: {labels[0]}  score: {float(score[0]):.4f}")
     print(f"text: {model.text_sources[0]}")
@@ -64,7 +65,9 @@ def classify_manifest(args):
         writer.writerow(columns)
         for row in tqdm(rows, desc="classify", unit="file"):
             probabilities, score, _, labels = model.classify_file(
-                row["wav"], text=row.get("text") or None
+                row["wav"],
+                text=row.get("text") or None,
+                transcribe=not args.no_asr,
             )
             writer.writerow(
                 [row["ID"], labels[0], f"{float(score[0]):.6f}"]
@@ -92,6 +95,9 @@ def main(argv=None):
     )
     export.add_argument("experiment_folder")
     export.add_argument("model_folder")
+    export.add_argument(
+        "--asr_hub", help="Whisper model that transcribes missing text"
+    )
 
     classify = commands.add_parser("classify", help="classify audio")
     classify.add_argument("--model", required=True, help="model folder")
@@ -101,10 +107,17 @@ def main(argv=None):
     classify.add_argument("--text", help="transcript of --audio")
     classify.add_argument("--output", help="output CSV (with --manifest)")
     classify.add_argument("--device", default="cpu")
+    classify.add_argument(
+        "--no_asr",
+        action="store_true",
+        help="without text, use the audio-only path even if the model has ASR",
+    )
 
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)
     if args.command == "export":
-        meta = export_model(args.experiment_folder, args.model_folder)
+        meta = export_model(
+            args.experiment_folder, args.model_folder, asr_hub=args.asr_hub
+        )
         scores = {k: v for k, v in meta.items() if k in ("WA", "UA")}
         print(f"Exported to {args.model_folder} (validation {scores})")
     elif args.manifest:

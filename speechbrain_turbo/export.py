@@ -90,7 +90,7 @@ def _tag_of(node):
     return getattr(tag, "value", tag) or ""
 
 
-def export_model(experiment_folder, model_folder, max_key="UA"):
+def export_model(experiment_folder, model_folder, max_key="UA", asr_hub=None):
     """Writes a model folder from an experiment's best checkpoint.
 
     Arguments
@@ -102,6 +102,9 @@ def export_model(experiment_folder, model_folder, max_key="UA"):
         Where the model goes (created; existing files are replaced).
     max_key : str
         Validation metric that selects the checkpoint.
+    asr_hub : str, optional
+        A Whisper model (hub name or folder) that transcribes audio given
+        without text at inference.
 
     Returns
     -------
@@ -162,6 +165,7 @@ def export_model(experiment_folder, model_folder, max_key="UA"):
         "",
         "label_encoder: !new:speechbrain.dataio.encoder.CategoricalEncoder",
         *tokenizer,
+        *_asr_lines(asr_hub),
         "",
         "modules:",
         *[f"    {name}: !ref <{name}>" for name in modules],
@@ -227,4 +231,19 @@ def _export_tokenizer(tree, save_folder, model_folder):
         "",
         "text_tokenizer: !new:sentencepiece.SentencePieceProcessor",
         "    model_file: !ref <model_dir>/tokenizer.model",
+    ]
+
+
+def _asr_lines(asr_hub):
+    """YAML lines of the optional Whisper model for missing transcripts."""
+    if asr_hub is None:
+        return []
+    return [
+        "",
+        "# Transcribes audio given without text (TurboClassifier).",
+        f"asr_hub: {asr_hub}",
+        "asr_model: !new:speechbrain.integrations.huggingface.whisper.Whisper",
+        "    source: !ref <asr_hub>",
+        "    save_path: !ref <model_dir>/asr",
+        "    freeze: True",
     ]

@@ -9,8 +9,11 @@ its transcript.
 
 A model folder comes from ``speechbrain-turbo export`` (see
 :mod:`speechbrain_turbo.export`). Audio at any sample rate and channel count
-is resampled and averaged to mono, as in training. Without a transcript the
-text modality is replaced by the fusion's learned "absent" embedding (the
+is resampled and averaged to mono, as in training. Without a transcript,
+the audio is transcribed by the model folder's ASR model when it has one
+(``asr_model``, SpeechBrain's Whisper integration: ``speechbrain-turbo
+export --asr_hub``); otherwise, or with ``transcribe=False``, the text
+modality is replaced by the fusion's learned "absent" embedding (the
 audio-only path, best with a model trained with ``modality_dropout``).
 
 Authors
@@ -30,8 +33,8 @@ class TurboClassifier(Pretrained):
     """A SpeechBrain ``Pretrained`` interface to a Turbo classifier.
 
     After each ``classify_*`` / ``encode_batch`` call, ``text_sources``
-    says, per item, whether the transcript was ``given`` or ``absent``
-    (audio only).
+    says, per item, where the transcript came from: ``given``, ``asr``
+    (transcribed here) or ``absent`` (audio only).
 
     Arguments
     ---------
@@ -139,7 +142,55 @@ class TurboClassifier(Pretrained):
         """
         return load_audio(path, self.hparams.sample_rate)
 
-    def encode_batch(self, wavs, wav_lens=None, texts=None):
+    @property
+    def has_asr(self):
+        """Whether the model folder names an ASR model for missing text."""
+        return getattr(self.hparams, "asr_model", None) is not None
+
+    def transcribe_batch(self, wavs, wav_lens=None):
+        """Transcribes audio with the model folder's Whisper model.
+
+        Arguments
+        ---------
+        wavs : torch.Tensor
+            ``[B, T]`` waveforms at 16 kHz.
+        wav_lens : torch.Tensor, optional
+            ``[B]`` relative lengths.
+
+        Returns
+        -------
+        list of str
+            One transcript per item.
+        """
+        from speechbrain.decoders.seq2seq import S2SWhisperGreedySearcher
+
+        if not self.has_asr:
+            raise ValueError(
+                "This model folder has no asr_model: export it with "
+                "--asr_hub (e.g. openai/whisper-small) to transcribe"
+            )
+        asr = self.hparams.asr_model
+        config = asr.model.config
+        # Whisper reads 30 s windows of max_source_positions frames and
+        # writes at most max_target_positions tokens (a few are prompt).
+        searcher = S2SWhisperGreedySearcher(
+            asr,
+            min_decode_ratio=0.0,
+            max_decode_ratio=(config.max_target_positions - 4)
+            / config.max_source_positions,
+        )
+        wavs = wavs.to(self.device).float()
+        if wav_lens is None:
+            wav_lens = torch.ones(wavs.shape[0])
+        with torch.no_grad():
+            encoded = asr.forward_encoder(asr._get_mel(wavs))
+            hypotheses = searcher(encoded, wav_lens.to(self.device))[0]
+        return [
+            asr.tokenizer.decode(tokens, skip_special_tokens=True).strip()
+            for tokens in hypotheses
+        ]
+
+    def encode_batch(self, wavs, wav_lens=None, texts=None, transcribe=True):
         """Pooled embedding of each modality, before fusion.
 
         Arguments
@@ -149,8 +200,12 @@ class TurboClassifier(Pretrained):
         wav_lens : torch.Tensor, optional
             ``[B]`` relative lengths (None: no padding).
         texts : list of (str or None), optional
-            One transcript per item; None (or an empty string) leaves that
-            item's text to the fusion's "absent" embedding.
+            One transcript per item. None (or an empty string) means no
+            transcript: the ASR model transcribes the audio if the model
+            has one and ``transcribe`` is True, else the fusion's "absent"
+            embedding stands in.
+        transcribe : bool
+            Use the ASR model for missing transcripts (when there is one).
 
         Returns
         -------
@@ -168,8 +223,24 @@ class TurboClassifier(Pretrained):
         texts = list(texts) if texts is not None else [None] * batch
         if len(texts) != batch:
             raise ValueError(f"Got {batch} waveforms but {len(texts)} texts")
+        sources = ["given" if t and t.strip() else "absent" for t in texts]
+        missing = [
+            row for row, source in enumerate(sources) if source == "absent"
+        ]
+        if (
+            missing
+            and transcribe
+            and self.has_asr
+            and "text" in self.modalities
+        ):
+            transcripts = self.transcribe_batch(
+                wavs[missing], wav_lens[missing]
+            )
+            for row, transcript in zip(missing, transcripts):
+                texts[row], sources[row] = transcript, "asr"
         ids = [self.text_to_ids(t) if t and t.strip() else [] for t in texts]
-        self.text_sources = ["given" if i else "absent" for i in ids]
+        # A transcript without tokens (e.g. empty ASR output) is no text.
+        self.text_sources = [s if i else "absent" for s, i in zip(sources, ids)]
 
         embeddings = {}
         with torch.no_grad():
@@ -193,7 +264,7 @@ class TurboClassifier(Pretrained):
             )
         return embeddings
 
-    def classify_batch(self, wavs, wav_lens=None, texts=None):
+    def classify_batch(self, wavs, wav_lens=None, texts=None, transcribe=True):
         """Classifies a batch.
 
         Arguments
@@ -204,6 +275,8 @@ class TurboClassifier(Pretrained):
             ``[B]`` relative lengths.
         texts : list of (str or None), optional
             Transcripts (see :meth:`encode_batch`).
+        transcribe : bool
+            Use the ASR model for missing transcripts (when there is one).
 
         Returns
         -------
@@ -216,7 +289,7 @@ class TurboClassifier(Pretrained):
         labels : list of str
             Its label.
         """
-        embeddings = self.encode_batch(wavs, wav_lens, texts)
+        embeddings = self.encode_batch(wavs, wav_lens, texts, transcribe)
         with torch.no_grad():
             logits = self.mods.classifier(self.mods.fusion(embeddings))
             logits = logits.reshape(logits.shape[0], -1)
@@ -225,7 +298,7 @@ class TurboClassifier(Pretrained):
         labels = self.hparams.label_encoder.decode_torch(index.cpu())
         return probabilities, score, index, labels
 
-    def classify_file(self, path, text=None):
+    def classify_file(self, path, text=None, transcribe=True):
         """Classifies one file, with its transcript if there is one.
 
         Arguments
@@ -233,7 +306,10 @@ class TurboClassifier(Pretrained):
         path : str
             Audio file (any sample rate, any number of channels).
         text : str, optional
-            Its transcript; None for the audio-only path.
+            Its transcript. None: transcribed by the ASR model if the model
+            has one (and ``transcribe``), else the audio-only path.
+        transcribe : bool
+            Use the ASR model for a missing transcript.
 
         Returns
         -------
@@ -241,7 +317,9 @@ class TurboClassifier(Pretrained):
             As :meth:`classify_batch`, for a batch of one.
         """
         wav = self.load_file(path)
-        return self.classify_batch(wav.unsqueeze(0), texts=[text])
+        return self.classify_batch(
+            wav.unsqueeze(0), texts=[text], transcribe=transcribe
+        )
 
     def forward(self, wavs, wav_lens=None, texts=None):
         """Same as :meth:`classify_batch`.

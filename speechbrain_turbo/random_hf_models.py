@@ -9,6 +9,7 @@ Authors
  * speechbrain-turbo contributors
 """
 
+import json
 import os
 import re
 import string
@@ -157,4 +158,107 @@ def save_random_text_model(folder, texts, family="bert", size="tiny", seed=0):
     )
     torch.manual_seed(seed)
     getattr(transformers, model_name)(config).save_pretrained(folder)
+    return folder
+
+
+WHISPER_SPECIAL_TOKENS = (
+    "<|endoftext|>",
+    "<|startoftranscript|>",
+    "<|translate|>",
+    "<|transcribe|>",
+    "<|startoflm|>",
+    "<|startofprev|>",
+    "<|nocaptions|>",
+    "<|notimestamps|>",
+    "<|0.00|>",
+)
+
+
+def save_random_whisper_model(folder, seed=0):
+    """Saves a tiny random English-only Whisper with a byte-level tokenizer.
+
+    Only printable characters can win the decoder's argmax, so that its
+    (meaningless) transcripts are text that tokenizers keep.
+
+    Arguments
+    ---------
+    folder : str
+        Output folder (created).
+    seed : int
+        Seed of the random weights.
+
+    Returns
+    -------
+    str
+        ``folder``, usable as a HuggingFace ``source``.
+
+    Example
+    -------
+    >>> import tempfile
+    >>> folder = save_random_whisper_model(tempfile.mkdtemp())
+    >>> transformers.WhisperTokenizer.from_pretrained(folder).decode(
+    ...     [71, 72]
+    ... )
+    'hi'
+    """
+    from transformers.convert_slow_tokenizer import bytes_to_unicode
+
+    os.makedirs(folder, exist_ok=True)
+    byte_chars = bytes_to_unicode()
+    vocab = {char: i for i, char in enumerate(byte_chars.values())}
+    for token in WHISPER_SPECIAL_TOKENS:
+        vocab[token] = len(vocab)
+    vocab_file = os.path.join(folder, "vocab.json")
+    merges_file = os.path.join(folder, "merges.txt")
+    with open(vocab_file, "w", encoding="utf-8") as f:
+        json.dump(vocab, f)
+    with open(merges_file, "w", encoding="utf-8") as f:
+        f.write("#version: 0.2\n")
+    end = WHISPER_SPECIAL_TOKENS[0]
+    tokenizer = transformers.WhisperTokenizer(
+        vocab_file,
+        merges_file,
+        unk_token=end,
+        bos_token=end,
+        eos_token=end,
+        pad_token=end,
+    )
+    tokenizer.add_special_tokens(
+        {"additional_special_tokens": list(WHISPER_SPECIAL_TOKENS[1:])}
+    )
+    tokenizer.save_pretrained(folder)
+
+    start = tokenizer.convert_tokens_to_ids("<|startoftranscript|>")
+    config = transformers.WhisperConfig(
+        vocab_size=len(tokenizer),
+        num_mel_bins=80,
+        encoder_layers=1,
+        decoder_layers=1,
+        encoder_attention_heads=2,
+        decoder_attention_heads=2,
+        d_model=16,
+        encoder_ffn_dim=32,
+        decoder_ffn_dim=32,
+        max_target_positions=64,
+        decoder_start_token_id=start,
+        pad_token_id=tokenizer.pad_token_id,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+    )
+    torch.manual_seed(seed)
+    model = transformers.WhisperForConditionalGeneration(config)
+    printable = {
+        vocab[char]
+        for byte, char in byte_chars.items()
+        if byte < 128 and (chr(byte).isalnum() or chr(byte) == " ")
+    }
+    with torch.no_grad():
+        embeddings = model.model.decoder.embed_tokens.weight
+        for token in range(len(tokenizer)):
+            if token not in printable:
+                embeddings[token] = 0.0
+    model.save_pretrained(folder)
+    transformers.WhisperFeatureExtractor(feature_size=80).save_pretrained(
+        folder
+    )
     return folder

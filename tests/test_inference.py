@@ -145,3 +145,66 @@ def test_any_sample_rate_and_channel_count(exported, tmp_path):
     assert abs(len(wav) - mono.shape[1] * 16000 / rate) <= 2
     expected = classifier.classify_batch(wav[None], texts=[entry["text"]])[0]
     torch.testing.assert_close(probabilities, expected)
+
+
+def test_missing_text_is_transcribed_by_the_models_whisper(exported, tmp_path):
+    from speechbrain_turbo.inference import TurboClassifier
+    from speechbrain_turbo.random_hf_models import save_random_whisper_model
+
+    run, _, manifest, test = exported
+    whisper = save_random_whisper_model(str(tmp_path / "whisper"))
+    model = tmp_path / "model_asr"
+    result = run_python(
+        REPO,
+        "-m",
+        "speechbrain_turbo.cli",
+        "export",
+        str(run),
+        str(model),
+        f"--asr_hub={whisper}",
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert f"asr_hub: {whisper}" in (model / "hyperparams.yaml").read_text()
+
+    classifier = TurboClassifier.from_hparams(str(model))
+    entry = next(iter(test.values()))
+    wav = classifier.load_file(entry["wav"])
+    (transcript,) = classifier.transcribe_batch(wav[None])
+    assert transcript  # a tiny random Whisper: text, but meaningless
+    with_asr = classifier.classify_file(entry["wav"])
+    assert classifier.text_sources == ["asr"]
+    # The same as giving that transcript as text.
+    given = classifier.classify_file(entry["wav"], text=transcript)
+    assert classifier.text_sources == ["given"]
+    torch.testing.assert_close(with_asr[0], given[0])
+    classifier.classify_file(entry["wav"], transcribe=False)
+    assert classifier.text_sources == ["absent"]
+
+    # The command line reports the text source per item.
+    rows = read_csv(manifest)
+    no_text = tmp_path / "no_text.csv"
+    with open(no_text, "w", newline="", encoding="utf-8") as f:
+        writer = csv.writer(f)
+        writer.writerow(["ID", "wav", "text"])
+        writer.writerow([rows[0]["ID"], rows[0]["wav"], ""])
+        writer.writerow([rows[1]["ID"], rows[1]["wav"], rows[1]["text"]])
+    for flags, sources in (
+        ([], ["asr", "given"]),
+        (["--no_asr"], ["absent", "given"]),
+    ):
+        output = tmp_path / f"out{len(flags)}.csv"
+        result = run_python(
+            REPO,
+            "-m",
+            "speechbrain_turbo.cli",
+            "classify",
+            "--model",
+            str(model),
+            "--manifest",
+            str(no_text),
+            "--output",
+            str(output),
+            *flags,
+        )
+        assert result.returncode == 0, result.stderr[-3000:]
+        assert [row["text"] for row in read_csv(output)] == sources
