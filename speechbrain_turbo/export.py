@@ -16,6 +16,7 @@ import os
 import shutil
 
 from ruamel.yaml import YAML
+from ruamel.yaml.comments import TaggedScalar
 from speechbrain.utils.checkpoints import Checkpointer
 from speechbrain.utils.logger import get_logger
 
@@ -23,6 +24,7 @@ logger = get_logger(__name__)
 
 SKIPPED_MODULES = ("turbo_loss",)
 CLASS_COUNT_TAG = "!apply:speechbrain_turbo.dataio.count_labels"
+HF_ENCODER_TAG = "!new:speechbrain_turbo.hf_encoders.HF"
 
 
 def best_checkpoint(save_folder, max_key="UA"):
@@ -136,6 +138,10 @@ def export_model(experiment_folder, model_folder, max_key="UA", asr_hub=None):
     )
     num_classes = _count_classes(os.path.join(save_folder, "label_encoder.txt"))
 
+    for key in keys:
+        if _tag_of(tree[key]).startswith(HF_ENCODER_TAG):
+            _export_hf_encoder(key, tree[key], experiment_folder, model_folder)
+
     selected = {key: tree[key] for key in keys}
     text = io.StringIO()
     yaml.dump(selected, text)
@@ -247,3 +253,33 @@ def _asr_lines(asr_hub):
         "    save_path: !ref <model_dir>/asr",
         "    freeze: True",
     ]
+
+
+def _export_hf_encoder(key, node, experiment_folder, model_folder):
+    """Copies a HuggingFace encoder's files into ``<model_folder>/<key>``.
+
+    The architecture, tokenizer or feature extractor come from there at
+    load time (the fine-tuned weights from the checkpoint), so the model
+    folder needs no download. The node's ``source`` and ``save_path`` are
+    pointed at the copy.
+    """
+    source, save_path = str(node["source"]), str(node["save_path"])
+    if not os.path.isdir(source):
+        cache = os.path.join(
+            save_path, "models--" + source.replace("/", "--"), "snapshots"
+        )
+        if not os.path.isabs(cache):
+            cache = os.path.join(os.path.dirname(experiment_folder), cache)
+        snapshots = sorted(glob.glob(os.path.join(cache, "*")))
+        if not snapshots:
+            raise FileNotFoundError(
+                f"{key}: {source!r} is neither a folder nor in the cache "
+                f"{cache}. Run the export from the folder the training ran "
+                "in, or download the model and pass its folder as source."
+            )
+        source = snapshots[-1]
+    target = os.path.join(model_folder, key)
+    shutil.rmtree(target, ignore_errors=True)
+    shutil.copytree(source, target)
+    node["source"] = TaggedScalar(value=f"<model_dir>/{key}", tag="!ref")
+    node["save_path"] = TaggedScalar(value="<model_dir>", tag="!ref")

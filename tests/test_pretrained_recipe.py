@@ -108,3 +108,29 @@ def test_baseline_on_turbo_yaml_runs_in_bf16_without_contrastive_term(runs):
     train_log = (output / "train_log.txt").read_text()
     assert "train CE" in train_log and "in_modal" not in train_log
     assert json.loads((output / "test_metrics.json").read_text())["WA"] >= 0
+
+
+def test_exported_pretrained_model_gives_the_recipe_test_labels(
+    runs, tiny_hf_models, tmp_path
+):
+    import csv
+
+    from speechbrain_turbo.export import export_model
+    from speechbrain_turbo.inference import TurboClassifier
+
+    output, _ = runs[0]
+    model = tmp_path / "model"
+    export_model(str(output), str(model))
+    # The encoders' files travel with the model: no hub, no original folder.
+    hparams = (model / "hyperparams.yaml").read_text()
+    assert tiny_hf_models[0] not in hparams and tiny_hf_models[1] not in hparams
+    assert (model / "audio_model" / "config.json").exists()
+    assert (model / "text_model" / "tokenizer_config.json").exists()
+
+    classifier = TurboClassifier.from_hparams(str(model))
+    with open(output / "test_predictions.csv", encoding="utf-8") as f:
+        recipe = {row["ID"]: row["predicted"] for row in csv.DictReader(f)}
+    test = json.loads((output / "test_screened.json").read_text())
+    for item_id, entry in test.items():
+        labels = classifier.classify_file(entry["wav"], text=entry["text"])[3]
+        assert labels[0] == recipe[item_id], item_id
