@@ -329,6 +329,7 @@ class TurboBrain(sb.Brain):
         # epoch's averages.
         if torch.isfinite(loss):
             for name, value in terms.items():
+                value = value.detach() if torch.is_tensor(value) else value
                 self.train_sums[name] = self.train_sums.get(name, 0.0) + float(
                     value
                 )
