@@ -15,6 +15,13 @@ Negatives ``j`` can be left out of a row's denominator: those sharing row
 ``i``'s label (``label_aware``) and those sharing its group (``groups``, e.g.
 the same transcript), since identical or same-class inputs are not negatives.
 
+Under DDP (``gather_across_ranks``, on by default there) every process
+gathers all processes' views, labels and groups, and computes the loss of
+its own rows against all columns (OpenCLIP's ``local_loss`` with a
+differentiable ``all_gather``). DDP's gradient averaging then gives exactly
+the gradients of one process holding the whole global batch; gathering
+without restricting the rows would multiply them by the world size.
+
 Authors
  * speechbrain-turbo contributors
 """
@@ -42,6 +49,10 @@ class TurboLoss(torch.nn.Module):
     learn_temperature : bool
         If True, the inverse temperature is a parameter initialised to
         ``1 / temperature`` (stored as its log) and clamped at 100.
+    gather_across_ranks : bool or None
+        Use every process's rows as negatives under ``torch.distributed``.
+        None (default): whenever a process group of several processes is
+        initialised. All processes must pass batches of the same size.
 
     Example
     -------
@@ -63,8 +74,10 @@ class TurboLoss(torch.nn.Module):
         cross_modal_weight=1.0,
         label_aware=False,
         learn_temperature=False,
+        gather_across_ranks=None,
     ):
         super().__init__()
+        self.gather_across_ranks = gather_across_ranks
         if temperature <= 0:
             raise ValueError(f"temperature must be > 0, got {temperature}")
         self.in_modal_weight = in_modal_weight
@@ -134,24 +147,40 @@ class TurboLoss(torch.nn.Module):
                 for name, pair in views.items()
             }
             first = unit[next(iter(unit))][0]
-            masked = self._masked_negatives(first, labels, groups)
+            rows = first.shape[0]
+            if self._gathering():
+                # Columns: every process's rows; this process's rows start
+                # at offset in the gathered order.
+                offset = torch.distributed.get_rank() * rows
+                columns = {
+                    name: [_gather_with_grad(v) for v in pair]
+                    for name, pair in unit.items()
+                }
+                labels, groups = _gather(labels), _gather(groups)
+            else:
+                offset, columns = 0, unit
+            masked = self._masked_negatives(rows, offset, labels, groups)
+            targets = torch.arange(rows, device=first.device) + offset
 
-            def sym(x, y):
-                logits = scale * (x @ y.T)
+            def direction(x, y_all):
+                logits = scale * (x @ y_all.T)
                 if masked is not None:
                     logits = logits.masked_fill(masked, float("-inf"))
-                targets = torch.arange(len(x), device=x.device)
+                return F.cross_entropy(logits, targets)
+
+            def sym(m, i, n, j):
+                """sym(view i of modality m, view j of modality n)."""
                 return (
-                    F.cross_entropy(logits, targets)
-                    + F.cross_entropy(logits.T, targets)
+                    direction(unit[m][i], columns[n][j])
+                    + direction(unit[n][j], columns[m][i])
                 ) / 2
 
-            in_modal = torch.stack([sym(v1, v2) for v1, v2 in unit.values()])
+            in_modal = torch.stack([sym(m, 0, m, 1) for m in unit])
             cross_terms = [
-                sym(x, y)
+                sym(m, i, n, j)
                 for m, n in itertools.combinations(unit, 2)
-                for x in unit[m]
-                for y in unit[n]
+                for i in (0, 1)
+                for j in (0, 1)
             ]
             in_modal = in_modal.mean()
             if cross_terms:
@@ -169,17 +198,30 @@ class TurboLoss(torch.nn.Module):
             "inverse_temperature": scale.detach(),
         }
 
-    def _masked_negatives(self, reference, labels, groups):
-        """Boolean ``[B, B]`` mask of the negatives left out, or None.
-
-        Entry ``(i, j)`` is True when ``j != i`` shares row ``i``'s label
-        (label-aware mode) or group. The relation is symmetric, so the same
-        mask serves both directions of ``sym``.
-        """
-        batch_size = reference.shape[0]
-        same = torch.zeros(
-            batch_size, batch_size, dtype=torch.bool, device=reference.device
+    def _gathering(self):
+        """Whether negatives come from every process of the group."""
+        distributed = (
+            torch.distributed.is_available()
+            and torch.distributed.is_initialized()
+            and torch.distributed.get_world_size() > 1
         )
+        if self.gather_across_ranks is None:
+            return distributed
+        if self.gather_across_ranks and not distributed:
+            raise RuntimeError(
+                "gather_across_ranks=True needs an initialised process group "
+                "of several processes (launch with torchrun)"
+            )
+        return bool(self.gather_across_ranks)
+
+    def _masked_negatives(self, rows, offset, labels, groups):
+        """Boolean ``[rows, columns]`` mask of the negatives left out, or None.
+
+        Row ``i`` is global row ``offset + i``; entry ``(i, j)`` is True when
+        column ``j`` (not row ``i`` itself) shares its label (label-aware
+        mode) or group. The relation is symmetric, so the same mask serves
+        both directions of ``sym``.
+        """
         keys = []
         if self.label_aware and labels is not None:
             keys.append(labels)
@@ -187,13 +229,69 @@ class TurboLoss(torch.nn.Module):
             keys.append(groups)
         if not keys:
             return None
+        same = None
         for key in keys:
-            key = key.reshape(-1).to(reference.device)
-            if key.shape[0] != batch_size:
+            key = key.reshape(-1)
+            if key.shape[0] < offset + rows:
                 raise ValueError(
                     f"TurboLoss got {key.shape[0]} labels/groups for a batch "
-                    f"of {batch_size} rows: pass one per row of each view"
+                    f"of {rows} rows: pass one per row of each view"
                 )
-            same |= key[:, None] == key[None, :]
-        same.fill_diagonal_(False)
+            local = key[offset : offset + rows]
+            match = local[:, None] == key[None, :]
+            same = match if same is None else same | match
+        if same.shape[1] != rows and offset == 0 and not self._gathering():
+            raise ValueError(
+                f"TurboLoss got {same.shape[1]} labels/groups for a batch "
+                f"of {rows} rows: pass one per row of each view"
+            )
+        own = torch.arange(rows, device=same.device)
+        same[own, own + offset] = False
         return same
+
+
+class _GatherWithGrad(torch.autograd.Function):
+    """All processes' rows, concatenated, with gradients back to the owner.
+
+    Backward sums every process's gradient of the gathered tensor and hands
+    each process the slice of its own rows. (Written out because
+    ``torch.distributed.nn.functional.all_gather`` is deprecated and its
+    backward aborted the gloo processes of our tests with torch 2.14.)
+    """
+
+    @staticmethod
+    def forward(ctx, tensor):
+        """Gathers ``tensor`` ([B, D]) from every process."""
+        parts = [
+            torch.empty_like(tensor)
+            for _ in range(torch.distributed.get_world_size())
+        ]
+        torch.distributed.all_gather(parts, tensor.contiguous())
+        return torch.cat(parts)
+
+    @staticmethod
+    def backward(ctx, grad):
+        """Sums the gradients of all processes; returns this one's rows."""
+        grad = grad.contiguous().clone()
+        torch.distributed.all_reduce(grad)
+        rows = grad.shape[0] // torch.distributed.get_world_size()
+        start = torch.distributed.get_rank() * rows
+        return grad[start : start + rows]
+
+
+def _gather_with_grad(tensor):
+    """All processes' ``tensor`` concatenated, gradients flowing back."""
+    return _GatherWithGrad.apply(tensor)
+
+
+def _gather(tensor):
+    """All processes' ``tensor`` concatenated (no gradient), or None."""
+    if tensor is None:
+        return None
+    tensor = tensor.reshape(-1).contiguous()
+    parts = [
+        torch.empty_like(tensor)
+        for _ in range(torch.distributed.get_world_size())
+    ]
+    torch.distributed.all_gather(parts, tensor)
+    return torch.cat(parts)

@@ -1,0 +1,105 @@
+"""TurboLoss across processes (gloo, 2 CPU processes): gathering every
+rank's rows as negatives gives the loss and, after DDP's gradient averaging,
+the gradients of one process holding the whole global batch.
+"""
+
+import os
+
+import pytest
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+
+from speechbrain_turbo.losses import TurboLoss
+
+WORLD = 2
+ROWS = 3  # per process
+OPTIONS = {
+    "plain": {},
+    "label_aware": {"label_aware": True},
+    "learned_temperature": {"learn_temperature": True, "label_aware": True},
+}
+
+
+def make_problem(options):
+    """The same encoders, loss and global batch in every process."""
+    torch.manual_seed(0)
+    encoders = torch.nn.ModuleDict(
+        {"audio": torch.nn.Linear(6, 8), "text": torch.nn.Linear(5, 8)}
+    )
+    loss_fn = TurboLoss(temperature=0.2, **options)
+    generator = torch.Generator().manual_seed(1)
+    total = WORLD * ROWS
+    inputs = {
+        "audio": torch.randn(2, total, 6, generator=generator),
+        "text": torch.randn(2, total, 5, generator=generator),
+    }
+    labels = torch.tensor([0, 1, 0, 2, 1, 0])
+    groups = torch.tensor([7, 8, 9, 7, 10, 11])  # rows 0 and 3: same text
+    return encoders, loss_fn, inputs, labels, groups
+
+
+def compute(encoders, loss_fn, inputs, labels, groups, rows):
+    views = {
+        m: (encoders[m](x[0, rows]), encoders[m](x[1, rows]))
+        for m, x in inputs.items()
+    }
+    return loss_fn(views, labels=labels[rows], groups=groups[rows])
+
+
+def worker(rank, init_file, out_file, options):
+    """One DDP process: its rows, gathered negatives, averaged gradients."""
+    dist.init_process_group(
+        "gloo", init_method=f"file://{init_file}", rank=rank, world_size=WORLD
+    )
+    encoders, loss_fn, inputs, labels, groups = make_problem(options)
+    rows = slice(rank * ROWS, (rank + 1) * ROWS)
+    out = compute(encoders, loss_fn, inputs, labels, groups, rows)
+    out["loss"].backward()
+    parameters = [*encoders.parameters(), *loss_fn.parameters()]
+    for parameter in parameters:  # what DDP does to gradients
+        dist.all_reduce(parameter.grad)
+        parameter.grad /= WORLD
+    loss = out["loss"].detach().clone()
+    dist.all_reduce(loss)
+    if rank == 0:
+        torch.save(
+            {"loss": loss / WORLD, "grads": [p.grad for p in parameters]},
+            out_file,
+        )
+    dist.destroy_process_group()
+
+
+@pytest.mark.parametrize("name", list(OPTIONS))
+def test_gathered_loss_and_gradients_equal_one_process(tmp_path, name):
+    options = OPTIONS[name]
+    out_file = str(tmp_path / "distributed.pt")
+    mp.spawn(
+        worker,
+        args=(str(tmp_path / "init"), out_file, options),
+        nprocs=WORLD,
+        join=True,
+    )
+    distributed = torch.load(out_file)
+
+    encoders, loss_fn, inputs, labels, groups = make_problem(
+        {**options, "gather_across_ranks": False}
+    )
+    out = compute(encoders, loss_fn, inputs, labels, groups, slice(None))
+    out["loss"].backward()
+    single = [p.grad for p in [*encoders.parameters(), *loss_fn.parameters()]]
+
+    torch.testing.assert_close(
+        distributed["loss"], out["loss"].detach(), atol=1e-5, rtol=0
+    )
+    assert len(single) == len(distributed["grads"])
+    for expected, got in zip(single, distributed["grads"]):
+        torch.testing.assert_close(got, expected, atol=1e-5, rtol=0)
+
+
+def test_gathering_outside_a_process_group_is_refused():
+    loss_fn = TurboLoss(gather_across_ranks=True)
+    x = torch.randn(2, 4)
+    assert not os.environ.get("WORLD_SIZE")
+    with pytest.raises(RuntimeError, match="torchrun"):
+        loss_fn({"audio": (x, x)})
