@@ -113,6 +113,25 @@ class TurboBrain(sb.Brain):
         """Weight of the contrastive term (0 disables it)."""
         return float(self.hparams.turbo_weight)
 
+    def _wrap_distributed(self):
+        """SpeechBrain's DDP wrapping, with BatchNorm left alone on CPU.
+
+        SpeechBrain turns every BatchNorm into SyncBatchNorm under DDP, but
+        SyncBatchNorm only runs on GPUs: a CPU run with the gloo backend
+        would stop at its first batch. DDP's buffer broadcast still keeps
+        the running statistics of all processes equal to the first one's.
+        """
+        on_cpu = torch.device(self.device).type == "cpu"
+        if not (self.distributed_launch and on_cpu):
+            return super()._wrap_distributed()
+        for name, module in self.modules.items():
+            if any(p.requires_grad for p in module.parameters()):
+                self.modules[name] = torch.nn.parallel.DistributedDataParallel(
+                    module,
+                    device_ids=None,
+                    find_unused_parameters=self.find_unused_parameters,
+                )
+
     def init_optimizers(self):
         """One optimizer, or two with ``encoder_opt_class``.
 
@@ -496,7 +515,8 @@ class TurboBrain(sb.Brain):
             self.hparams.train_logger.log_stats(
                 stats_meta=meta, test_stats=stats
             )
-            self._write_test_report(stats)
+            if sb.utils.distributed.if_main_process():
+                self._write_test_report(stats)
 
     def _anneal_learning_rates(self, epoch):
         """Steps the epoch schedulers; returns the rates the epoch used."""
@@ -553,8 +573,47 @@ class TurboBrain(sb.Brain):
             )
         self.selected_checkpoint = {} if checkpoint is None else checkpoint.meta
 
+    def _gather_predictions(self):
+        """Under DDP, every process's share of the stage, deduplicated.
+
+        SpeechBrain shards validation and test sets across processes (its
+        DistributedSampler repeats a few items to even the shards out): the
+        metrics must come from all shards, each utterance once.
+        """
+        if not (
+            torch.distributed.is_available()
+            and torch.distributed.is_initialized()
+            and torch.distributed.get_world_size() > 1
+        ):
+            return
+        local = {
+            "ids": self.ids,
+            "predicted": torch.cat(self.predicted),
+            "targets": torch.cat(self.targets),
+            "projected": {m: torch.cat(v) for m, v in self.projected.items()},
+        }
+        shares = [None] * torch.distributed.get_world_size()
+        torch.distributed.all_gather_object(shares, local)
+        seen = set()
+        ids, predicted, targets, projected = [], [], [], {}
+        for share in shares:
+            for row, item_id in enumerate(share["ids"]):
+                if item_id in seen:
+                    continue
+                seen.add(item_id)
+                ids.append(item_id)
+                predicted.append(share["predicted"][row : row + 1])
+                targets.append(share["targets"][row : row + 1])
+                for m, embeddings in share["projected"].items():
+                    projected.setdefault(m, []).append(
+                        embeddings[row : row + 1]
+                    )
+        self.ids, self.predicted, self.targets = ids, predicted, targets
+        self.projected = projected
+
     def _evaluation_stats(self, stage_loss):
         """WA, UA and macro-F1 of the stage's predictions."""
+        self._gather_predictions()
         self._metrics = classification_metrics(
             torch.cat(self.targets).numpy(),
             torch.cat(self.predicted).numpy(),

@@ -19,6 +19,7 @@ import speechbrain as sb
 import torch
 import torchaudio
 from speechbrain.dataio import audio_io
+from speechbrain.utils.distributed import run_on_main
 from speechbrain.utils.logger import get_logger
 
 from speechbrain_turbo.screening import InputScreen
@@ -265,8 +266,33 @@ def screen_manifests(
     dict
         Split name -> screened JSON manifest path.
     """
+    screened = {
+        split: os.path.join(output_folder, f"{split}_screened.json")
+        for split in manifests
+    }
+    # One process screens and writes; under DDP the others wait for it.
+    run_on_main(
+        _screen_and_write,
+        args=[manifests, screened, output_folder, label_key, data_root],
+        kwargs={
+            "on_bad_input": on_bad_input,
+            "max_audio_seconds": max_audio_seconds,
+        },
+    )
+    return screened
+
+
+def _screen_and_write(
+    manifests,
+    screened,
+    output_folder,
+    label_key,
+    data_root,
+    on_bad_input,
+    max_audio_seconds,
+):
+    """The work of :func:`screen_manifests`, in one process."""
     screen = InputScreen(on_bad_input)
-    screened = {}
     labels = None
     for split in ["train"] + [name for name in manifests if name != "train"]:
         kept = screen.screen(
@@ -278,7 +304,6 @@ def screen_manifests(
         )
         if split == "train":
             labels = {entry[label_key] for entry in kept.values()}
-        screened[split] = os.path.join(output_folder, f"{split}_screened.json")
         with open(screened[split], "w", encoding="utf-8") as f:
             json.dump(kept, f, indent=1, ensure_ascii=False)
     rejects_file = os.path.join(output_folder, "rejects.csv")
@@ -289,7 +314,6 @@ def screen_manifests(
             len(screen.rejects),
             rejects_file,
         )
-    return screened
 
 
 def audio_text_datasets(

@@ -372,9 +372,13 @@ class ConcatFusion(torch.nn.Module):
         self.input_sizes = {m: input_sizes[m] for m in self.modalities}
         self.modality_dropout = modality_dropout
         # Stands in for a modality that is missing (or dropped in training).
+        # Learned only with modality dropout (else it would be a parameter
+        # without gradient, which DDP refuses).
         self.absent = torch.nn.ParameterDict(
             {
-                m: torch.nn.Parameter(torch.zeros(size))
+                m: torch.nn.Parameter(
+                    torch.zeros(size), requires_grad=modality_dropout > 0
+                )
                 for m, size in self.input_sizes.items()
             }
         )

@@ -103,3 +103,44 @@ def test_gathering_outside_a_process_group_is_refused():
     assert not os.environ.get("WORLD_SIZE")
     with pytest.raises(RuntimeError, match="torchrun"):
         loss_fn({"audio": (x, x)})
+
+
+def test_demo_recipe_trains_and_tests_under_torchrun_gloo(
+    tmp_path, tiny_corpus
+):
+    import csv
+    import json
+
+    from conftest import REPO, run_python
+
+    output = tmp_path / "ddp"
+    result = run_python(
+        os.path.join(REPO, "recipes", "IEMOCAP", "turbo"),
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        f"--nproc_per_node={WORLD}",
+        "train.py",
+        "hparams/demo.yaml",
+        "--distributed_backend=gloo",
+        f"--data_folder={tiny_corpus}",
+        f"--output_folder={output}",
+        "--demo_utterances_per_speaker=8",
+        "--number_of_epochs=2",
+        "--batch_size=4",
+        "--channels=16",
+        "--fusion_dim=16",
+        "--projection_dim=8",
+        "--token_embedding_dim=8",
+        "--vocab_size=80",
+    )
+    log = result.stdout + result.stderr
+    assert result.returncode == 0, log[-4000:]
+    assert "Test WA" in log
+    metrics = json.loads((output / "test_metrics.json").read_text())
+    assert 0.0 <= metrics["UA"] <= 1.0
+    # Both processes' shares of the test set, each utterance once.
+    test = json.loads((output / "test_screened.json").read_text())
+    with open(output / "test_predictions.csv", encoding="utf-8") as f:
+        predicted = [row["ID"] for row in csv.DictReader(f)]
+    assert sorted(predicted) == sorted(test)

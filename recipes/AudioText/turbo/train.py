@@ -24,7 +24,9 @@ Authors
 import sys
 
 import speechbrain as sb
+import torch
 from hyperpyyaml import load_hyperpyyaml
+from speechbrain.utils.distributed import run_on_main
 
 from speechbrain_turbo.brain import TurboBrain
 from speechbrain_turbo.dataio import audio_text_datasets, screen_manifests
@@ -50,6 +52,9 @@ def dataio_prep(hparams):
         max_audio_seconds=hparams["max_audio_seconds"],
     )
     if "tokenizer" in hparams:
+        # Trained by one process (SentencePiece's folder creation races
+        # under DDP), then loaded by all.
+        run_on_main(hparams["tokenizer"])
         text_to_ids = hparams["tokenizer"]().sp.encode_as_ids
     else:
         text_to_ids = hparams["text_model"].text_to_ids
@@ -70,7 +75,7 @@ if __name__ == "__main__":
         hparams = load_hyperpyyaml(fin, overrides)
 
     # Never resume another configuration's checkpoints from this folder.
-    sb.utils.distributed.run_on_main(
+    run_on_main(
         check_run_identity,
         args=[hparams["output_folder"], hparams_file, overrides],
     )
@@ -80,7 +85,7 @@ if __name__ == "__main__":
         overrides=overrides,
     )
     # Packages, code revision and manifest checksums, for reproduction.
-    sb.utils.distributed.run_on_main(
+    run_on_main(
         write_run_record,
         args=[
             hparams["output_folder"],
@@ -121,3 +126,8 @@ if __name__ == "__main__":
                 max_key="UA",
                 test_loader_kwargs=hparams["test_dataloader_options"],
             )
+    # Leave the process group together (a gloo process that exits with it
+    # open aborts).
+    if sb.utils.distributed.is_distributed_initialized():
+        sb.utils.distributed.ddp_barrier()
+        torch.distributed.destroy_process_group()

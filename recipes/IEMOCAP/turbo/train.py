@@ -26,6 +26,7 @@ import os
 import sys
 
 import speechbrain as sb
+import torch
 from hyperpyyaml import load_hyperpyyaml
 from iemocap_prepare import prepare_iemocap
 from speechbrain.utils.distributed import run_on_main
@@ -78,6 +79,9 @@ def dataio_prep(hparams):
         max_audio_seconds=hparams["max_audio_seconds"],
     )
     if "tokenizer" in hparams:
+        # Trained by one process (SentencePiece's folder creation races
+        # under DDP), then loaded by all.
+        run_on_main(hparams["tokenizer"])
         text_to_ids = hparams["tokenizer"]().sp.encode_as_ids
     else:
         text_to_ids = hparams["text_model"].text_to_ids
@@ -168,3 +172,8 @@ if __name__ == "__main__":
                 max_key="UA",
                 test_loader_kwargs=hparams["test_dataloader_options"],
             )
+    # Leave the process group together (a gloo process that exits with it
+    # open aborts).
+    if sb.utils.distributed.is_distributed_initialized():
+        sb.utils.distributed.ddp_barrier()
+        torch.distributed.destroy_process_group()
