@@ -64,12 +64,31 @@ def apply_config_overrides(config, overrides, source):
 
 
 class ConfigOverridesMixin:
-    """Lets a SpeechBrain HuggingFace lobe take ``config_overrides``.
+    """Lets a SpeechBrain HuggingFace lobe take ``config_overrides``, and
+    optionally recompute activations in the backward pass.
 
     The lobe's ``__init__`` calls ``override_config`` before the model is
     built; the subclass sets ``_config_overrides`` and ``_source`` before
     calling it (plain attributes may be set before ``Module.__init__``).
     """
+
+    def enable_gradient_checkpointing(self):
+        """Stores fewer activations, recomputing them in backward.
+
+        Trades about a third more compute for much less memory, which the
+        doubled batch of the twin pass needs. Non-reentrant, so it works
+        under DDP (SpeechBrain's lobes switch it off for the reentrant kind).
+        """
+        options = {"use_reentrant": False}
+        # transformers renamed the method (and its argument) in 5.x.
+        if hasattr(self.model, "activation_checkpointing_enable"):
+            self.model.activation_checkpointing_enable(
+                activation_checkpointing_kwargs=options
+            )
+        else:
+            self.model.gradient_checkpointing_enable(
+                gradient_checkpointing_kwargs=options
+            )
 
     def override_config(self, config):
         """Applies ``config_overrides`` (see :func:`apply_config_overrides`).
@@ -108,6 +127,8 @@ class HFSpeechEncoder(ConfigOverridesMixin, Wav2Vec2):
         ``attention_dropout``, ``feat_proj_dropout``, ``layerdrop``.
     freeze_feature_extractor : bool
         Freeze the CNN feature encoder (the usual fine-tuning setup).
+    gradient_checkpointing : bool
+        Recompute the transformer's activations in backward (less memory).
     **kwargs
         Passed to ``Wav2Vec2`` (``freeze``, ``output_norm``...).
 
@@ -129,6 +150,7 @@ class HFSpeechEncoder(ConfigOverridesMixin, Wav2Vec2):
         save_path,
         config_overrides=None,
         freeze_feature_extractor=True,
+        gradient_checkpointing=False,
         **kwargs,
     ):
         # Read by override_config, called by the parent's __init__.
@@ -144,6 +166,8 @@ class HFSpeechEncoder(ConfigOverridesMixin, Wav2Vec2):
             # What wav2vec2's freeze_feature_encoder() does (HubERT lacks
             # it): the CNN then stops asking for its input's gradient.
             self.model.feature_extractor._freeze_parameters()
+        if gradient_checkpointing:
+            self.enable_gradient_checkpointing()
 
 
 class HFTextEncoder(ConfigOverridesMixin, TextEncoder):
@@ -164,6 +188,8 @@ class HFTextEncoder(ConfigOverridesMixin, TextEncoder):
         ``attention_probs_dropout_prob``.
     freeze : bool
         If True, the encoder is not trained.
+    gradient_checkpointing : bool
+        Recompute the transformer's activations in backward (less memory).
     **kwargs
         Passed to SpeechBrain's ``TextEncoder`` (``num_layers``...).
 
@@ -179,11 +205,19 @@ class HFTextEncoder(ConfigOverridesMixin, TextEncoder):
     """
 
     def __init__(
-        self, source, save_path, config_overrides=None, freeze=False, **kwargs
+        self,
+        source,
+        save_path,
+        config_overrides=None,
+        freeze=False,
+        gradient_checkpointing=False,
+        **kwargs,
     ):
         self._config_overrides = dict(config_overrides or {})
         self._source = source
         super().__init__(source, save_path, freeze=freeze, **kwargs)
+        if gradient_checkpointing:
+            self.enable_gradient_checkpointing()
 
     def text_to_ids(self, text):
         """Token ids of one transcript, with the model's special tokens,

@@ -92,3 +92,54 @@ def test_text_is_truncated_to_the_position_embeddings(sources, tmp_path):
     # Tiny RoBERTa: 64 positions, of which padding_idx + 1 are reserved.
     assert len(ids) == 64 - (encoder.model.embeddings.padding_idx + 1)
     encoder(torch.tensor([ids]), torch.ones(1))
+
+
+NO_DROPOUT = {
+    "wavlm": {
+        "hidden_dropout": 0.0,
+        "attention_dropout": 0.0,
+        "feat_proj_dropout": 0.0,
+        "activation_dropout": 0.0,
+        "layerdrop": 0.0,
+    },
+    "roberta": {
+        "hidden_dropout_prob": 0.0,
+        "attention_probs_dropout_prob": 0.0,
+    },
+}
+
+
+@pytest.mark.parametrize("family", ["wavlm", "roberta"])
+def test_gradient_checkpointing_gives_the_same_gradients(
+    sources, tmp_path, family
+):
+    grads = []
+    for checkpointing in (False, True):
+        cls = HFSpeechEncoder if family == "wavlm" else HFTextEncoder
+        encoder = cls(
+            sources[family],
+            str(tmp_path),
+            config_overrides=NO_DROPOUT[family],
+            gradient_checkpointing=checkpointing,
+        )
+        encoder.train()
+        assert encoder.model.is_gradient_checkpointing == checkpointing
+        if family == "wavlm":
+            inputs = torch.randn(
+                2, 8000, generator=torch.Generator().manual_seed(0)
+            )
+        else:
+            inputs = torch.tensor(
+                [encoder.text_to_ids("i am fine, go away")] * 2
+            )
+        encoder(inputs, torch.tensor([1.0, 0.6])).square().mean().backward()
+        grads.append(
+            {
+                n: p.grad
+                for n, p in encoder.named_parameters()
+                if p.grad is not None
+            }
+        )
+    assert grads[0].keys() == grads[1].keys() and grads[0]
+    for name, grad in grads[0].items():
+        torch.testing.assert_close(grads[1][name], grad, atol=1e-6, rtol=1e-5)

@@ -42,7 +42,14 @@ def run_turbo_yaml(tmp_path, corpus, models, name, *overrides):
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory, tiny_corpus, tiny_hf_models):
     tmp_path = tmp_path_factory.mktemp("pretrained")
-    turbo = run_turbo_yaml(tmp_path, tiny_corpus, tiny_hf_models, "turbo")
+    # Turbo with gradient checkpointing of both encoders.
+    turbo = run_turbo_yaml(
+        tmp_path,
+        tiny_corpus,
+        tiny_hf_models,
+        "turbo",
+        "--gradient_checkpointing=True",
+    )
     baseline = run_turbo_yaml(
         tmp_path,
         tiny_corpus,
