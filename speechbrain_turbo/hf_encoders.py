@@ -11,7 +11,9 @@ Authors
 """
 
 import torch
+import torch.nn.functional as F
 from speechbrain.dataio.dataio import length_to_mask
+from speechbrain.integrations.huggingface.huggingface import make_padding_masks
 from speechbrain.integrations.huggingface.textencoder import TextEncoder
 from speechbrain.integrations.huggingface.wav2vec2 import Wav2Vec2
 from speechbrain.utils.logger import get_logger
@@ -168,6 +170,73 @@ class HFSpeechEncoder(ConfigOverridesMixin, Wav2Vec2):
             self.model.feature_extractor._freeze_parameters()
         if gradient_checkpointing:
             self.enable_gradient_checkpointing()
+
+    @property
+    def shares_frozen_features(self):
+        """True when the CNN is frozen: the two Turbo views can share it."""
+        return self.freeze_feature_extractor and not self.freeze
+
+    def frozen_features(self, wav, wav_lens=None):
+        """The frozen CNN's output, computed once for both Turbo views.
+
+        The CNN has no dropout, so both views would compute the same thing;
+        :class:`speechbrain_turbo.models.ModalityEncoder` repeats this
+        output instead (the rest of the encoder runs on both views).
+
+        Arguments
+        ---------
+        wav : torch.Tensor
+            ``[B, T]`` waveforms.
+        wav_lens : torch.Tensor, optional
+            ``[B]`` relative lengths.
+
+        Returns
+        -------
+        features : torch.Tensor
+            ``[B, T', C]`` CNN features.
+        frame_mask : torch.Tensor or None
+            ``[B, T']`` True on real frames (as HuggingFace computes it).
+        """
+        padding_mask = make_padding_masks(wav, wav_len=wav_lens)
+        if self.normalize_wav:
+            wav = F.layer_norm(wav, wav.shape[1:])
+        with torch.no_grad():
+            features = self.model.feature_extractor(wav).transpose(1, 2)
+        frame_mask = None
+        if padding_mask is not None:
+            frame_mask = self.model._get_feature_vector_attention_mask(
+                features.shape[1], padding_mask
+            )
+        return features, frame_mask
+
+    def encode_frozen_features(self, features, frame_mask=None):
+        """The rest of the encoder (projection, transformer), with dropout.
+
+        As the HuggingFace model's ``forward`` after its CNN.
+
+        Arguments
+        ---------
+        features : torch.Tensor
+            ``[B, T', C]`` from :meth:`frozen_features` (possibly repeated).
+        frame_mask : torch.Tensor, optional
+            ``[B, T']`` True on real frames.
+
+        Returns
+        -------
+        torch.Tensor
+            ``[B, T', D]`` hidden states.
+        """
+        projected = self.model.feature_projection(features)
+        hidden = projected[0] if isinstance(projected, tuple) else projected
+        hidden = self.model._mask_hidden_states(
+            hidden, attention_mask=frame_mask
+        )
+        hidden = self.model.encoder(hidden, attention_mask=frame_mask)[0]
+        if getattr(self.model, "adapter", None) is not None:
+            hidden = self.model.adapter(hidden)
+        if self.output_norm:
+            hidden = F.layer_norm(hidden, hidden.shape[1:])
+        return hidden
 
 
 class HFTextEncoder(ConfigOverridesMixin, TextEncoder):

@@ -143,3 +143,33 @@ def test_gradient_checkpointing_gives_the_same_gradients(
     assert grads[0].keys() == grads[1].keys() and grads[0]
     for name, grad in grads[0].items():
         torch.testing.assert_close(grads[1][name], grad, atol=1e-6, rtol=1e-5)
+
+
+@pytest.mark.parametrize("family", ["wav2vec2", "wavlm", "hubert"])
+def test_twin_pass_shares_the_frozen_cnn_and_matches_two_full_passes(
+    tmp_path, family
+):
+    from speechbrain_turbo.models import ModalityEncoder
+    from speechbrain_turbo.random_hf_models import save_random_speech_model
+
+    source = save_random_speech_model(str(tmp_path / family), family)
+    overrides = dict(NO_DROPOUT["wavlm"])
+    model = ModalityEncoder(
+        HFSpeechEncoder(source, str(tmp_path), config_overrides=overrides)
+    )
+    model.train()  # no dropout: both views must equal the one-view output
+    assert model.encoder.shares_frozen_features
+    wav = torch.randn(3, 9000, generator=torch.Generator().manual_seed(0))
+    lengths = torch.tensor([1.0, 0.7, 0.45])
+    cnn_calls = []
+    model.encoder.model.feature_extractor.register_forward_hook(
+        lambda module, args, out: cnn_calls.append(out.shape[0])
+    )
+    twin = model(wav, lengths, num_views=2)
+    assert cnn_calls == [3]  # the CNN ran once, on B rows
+    single = model(wav, lengths, num_views=1)
+    torch.testing.assert_close(twin[:3], single, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(twin[3:], single, atol=1e-5, rtol=1e-5)
+    twin.sum().backward()
+    layer = model.encoder.model.encoder.layers[0]
+    assert any(p.grad is not None for p in layer.parameters())
