@@ -404,3 +404,52 @@ def audio_text_datasets(
         output_key=label_key,
     )
     return datasets
+
+
+def datasets_from_hparams(hparams, manifests, label_key):
+    """A recipe's data: screened manifests, a tokenizer, the datasets.
+
+    Screens the manifests (:func:`screen_manifests`, with the hparams keys
+    ``output_folder``, ``data_folder``, ``on_bad_input`` and
+    ``max_audio_seconds``), then tokenises with the pretrained text model's
+    own tokenizer (``text_model``) or with SentencePiece (``tokenizer``, a
+    partial) trained on the screened training transcripts, and builds the
+    datasets (``label_encoder``, ``label_encoder_file``, ``sample_rate``).
+
+    Arguments
+    ---------
+    hparams : dict
+        The loaded recipe hyperparameters.
+    manifests : dict
+        Split name -> manifest path (``train``, ``valid``, ``test``).
+    label_key : str
+        The manifests' label field.
+
+    Returns
+    -------
+    dict
+        Split name -> DynamicItemDataset (see :func:`audio_text_datasets`).
+    """
+    screened = screen_manifests(
+        manifests,
+        hparams["output_folder"],
+        label_key=label_key,
+        data_root=hparams["data_folder"],
+        on_bad_input=hparams["on_bad_input"],
+        max_audio_seconds=hparams["max_audio_seconds"],
+    )
+    if "tokenizer" in hparams:
+        # Trained by one process (SentencePiece's folder creation races
+        # under DDP), then loaded by all.
+        run_on_main(hparams["tokenizer"])
+        text_to_ids = hparams["tokenizer"]().sp.encode_as_ids
+    else:
+        text_to_ids = hparams["text_model"].text_to_ids
+    return audio_text_datasets(
+        manifests=screened,
+        text_to_ids=text_to_ids,
+        label_encoder=hparams["label_encoder"],
+        label_encoder_file=hparams["label_encoder_file"],
+        sample_rate=hparams["sample_rate"],
+        label_key=label_key,
+    )

@@ -29,7 +29,7 @@ from hyperpyyaml import load_hyperpyyaml
 from speechbrain.utils.distributed import run_on_main
 
 from speechbrain_turbo.brain import TurboBrain
-from speechbrain_turbo.dataio import audio_text_datasets, screen_manifests
+from speechbrain_turbo.dataio import datasets_from_hparams
 from speechbrain_turbo.experiment import check_run_identity, write_run_record
 
 
@@ -39,33 +39,12 @@ def dataio_prep(hparams):
     text model's own tokenizer or with SentencePiece trained on the screened
     training transcripts.
     """
-    manifests = screen_manifests(
-        {
-            "train": hparams["train_csv"],
-            "valid": hparams["valid_csv"],
-            "test": hparams["test_csv"],
-        },
-        hparams["output_folder"],
-        label_key="label",
-        data_root=hparams["data_folder"],
-        on_bad_input=hparams["on_bad_input"],
-        max_audio_seconds=hparams["max_audio_seconds"],
-    )
-    if "tokenizer" in hparams:
-        # Trained by one process (SentencePiece's folder creation races
-        # under DDP), then loaded by all.
-        run_on_main(hparams["tokenizer"])
-        text_to_ids = hparams["tokenizer"]().sp.encode_as_ids
-    else:
-        text_to_ids = hparams["text_model"].text_to_ids
-    return audio_text_datasets(
-        manifests=manifests,
-        text_to_ids=text_to_ids,
-        label_encoder=hparams["label_encoder"],
-        label_encoder_file=hparams["label_encoder_file"],
-        sample_rate=hparams["sample_rate"],
-        label_key="label",
-    )
+    manifests = {
+        "train": hparams["train_csv"],
+        "valid": hparams["valid_csv"],
+        "test": hparams["test_csv"],
+    }
+    return datasets_from_hparams(hparams, manifests, label_key="label")
 
 
 if __name__ == "__main__":

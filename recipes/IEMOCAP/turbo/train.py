@@ -33,7 +33,7 @@ from speechbrain.utils.distributed import run_on_main
 from speechbrain.utils.logger import get_logger
 
 from speechbrain_turbo.brain import TurboBrain
-from speechbrain_turbo.dataio import audio_text_datasets, screen_manifests
+from speechbrain_turbo.dataio import datasets_from_hparams
 from speechbrain_turbo.experiment import check_run_identity, write_run_record
 
 logger = get_logger(__name__)
@@ -66,33 +66,12 @@ def dataio_prep(hparams):
     text model's own tokenizer or with SentencePiece trained on the screened
     training transcripts.
     """
-    manifests = screen_manifests(
-        {
-            "train": hparams["train_annotation"],
-            "valid": hparams["valid_annotation"],
-            "test": hparams["test_annotation"],
-        },
-        hparams["output_folder"],
-        label_key="emo",
-        data_root=hparams["data_folder"],
-        on_bad_input=hparams["on_bad_input"],
-        max_audio_seconds=hparams["max_audio_seconds"],
-    )
-    if "tokenizer" in hparams:
-        # Trained by one process (SentencePiece's folder creation races
-        # under DDP), then loaded by all.
-        run_on_main(hparams["tokenizer"])
-        text_to_ids = hparams["tokenizer"]().sp.encode_as_ids
-    else:
-        text_to_ids = hparams["text_model"].text_to_ids
-    return audio_text_datasets(
-        manifests=manifests,
-        text_to_ids=text_to_ids,
-        label_encoder=hparams["label_encoder"],
-        label_encoder_file=hparams["label_encoder_file"],
-        sample_rate=hparams["sample_rate"],
-        label_key="emo",
-    )
+    manifests = {
+        "train": hparams["train_annotation"],
+        "valid": hparams["valid_annotation"],
+        "test": hparams["test_annotation"],
+    }
+    return datasets_from_hparams(hparams, manifests, label_key="emo")
 
 
 if __name__ == "__main__":
