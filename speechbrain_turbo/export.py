@@ -141,16 +141,16 @@ def export_model(experiment_folder, model_folder, max_key="UA", asr_hub=None):
     for key in keys:
         if _tag_of(tree[key]).startswith(HF_ENCODER_TAG):
             _export_hf_encoder(key, tree[key], experiment_folder, model_folder)
+        elif _tag_of(tree[key]).startswith(CLASS_COUNT_TAG):
+            # A classifier sized from the training manifest keeps its size,
+            # not the manifest: the number replaces the node everywhere it
+            # is referenced.
+            _replace_node(tree, tree[key], num_classes)
 
     selected = {key: tree[key] for key in keys}
     text = io.StringIO()
     yaml.dump(selected, text)
     body = text.getvalue()
-    # A classifier sized from the training manifest keeps its size, not the
-    # manifest.
-    for key, value in selected.items():
-        if _tag_of(value).startswith(CLASS_COUNT_TAG):
-            body = _replace_key(body, key, f"{key}: {num_classes}\n")
 
     tokenizer = _export_tokenizer(tree, save_folder, model_folder)
     lines = [
@@ -204,18 +204,21 @@ def _count_classes(label_encoder_file):
     return len(encoder)
 
 
-def _replace_key(body, key, replacement):
-    """Replaces a top-level key's whole entry in a YAML text."""
-    lines = body.splitlines(keepends=True)
-    start = next(
-        i for i, line in enumerate(lines) if line.startswith(f"{key}:")
-    )
-    end = start + 1
-    while end < len(lines) and (
-        lines[end].startswith((" ", "-")) or not lines[end].strip()
-    ):
-        end += 1
-    return "".join(lines[:start] + [replacement] + lines[end:])
+def _replace_node(tree, old, new):
+    """Replaces every reference to the parsed node ``old`` by ``new``."""
+    containers = [tree]
+    while containers:
+        container = containers.pop()
+        slots = (
+            container.items()
+            if isinstance(container, dict)
+            else enumerate(container)
+        )
+        for slot, child in list(slots):
+            if child is old:
+                container[slot] = new
+            elif isinstance(child, (dict, list)):
+                containers.append(child)
 
 
 def _export_tokenizer(tree, save_folder, model_folder):

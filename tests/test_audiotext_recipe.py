@@ -140,6 +140,26 @@ def test_small_encoders_train_and_test_from_csv(data, tmp_path):
     for label in CLASSES:
         assert f"'{label}' =>" in encoded
 
+    # Exported, the classifier keeps its size without the manifest and
+    # gives the recipe's test labels.
+    from speechbrain_turbo.export import export_model
+    from speechbrain_turbo.inference import TurboClassifier
+
+    model = tmp_path / "model"
+    export_model(str(output), str(model))
+    assert "train_csv" not in (model / "hyperparams.yaml").read_text()
+    classifier = TurboClassifier.from_hparams(str(model))
+    assert sorted(classifier.labels) == sorted(CLASSES)
+    recipe = {
+        row["ID"]: row["predicted"]
+        for row in read_csv(output / "test_predictions.csv")
+    }
+    test = json.loads((output / "test_screened.json").read_text())
+    assert len(test) == len(recipe) == COUNTS["test"] * len(CLASSES)
+    for item_id, entry in test.items():
+        labels = classifier.classify_file(entry["wav"], text=entry["text"])[3]
+        assert labels[0] == recipe[item_id], item_id
+
 
 def test_pretrained_encoders_train_and_test_from_csv(data, tmp_path):
     folder, manifests = data
