@@ -148,6 +148,17 @@ class TurboLoss(torch.nn.Module):
             }
             first = unit[next(iter(unit))][0]
             rows = first.shape[0]
+            labels = labels if self.label_aware else None
+            labels, groups = (
+                None if key is None else key.reshape(-1).to(first.device)
+                for key in (labels, groups)
+            )
+            for key in (labels, groups):
+                if key is not None and key.numel() != rows:
+                    raise ValueError(
+                        f"TurboLoss got {key.numel()} labels/groups for a "
+                        f"batch of {rows} rows: pass one per row of each view"
+                    )
             if self._gathering():
                 # Columns: every process's rows; this process's rows start
                 # at offset in the gathered order.
@@ -218,33 +229,17 @@ class TurboLoss(torch.nn.Module):
         """Boolean ``[rows, columns]`` mask of the negatives left out, or None.
 
         Row ``i`` is global row ``offset + i``; entry ``(i, j)`` is True when
-        column ``j`` (not row ``i`` itself) shares its label (label-aware
-        mode) or group. The relation is symmetric, so the same mask serves
-        both directions of ``sym``.
+        column ``j`` (not row ``i`` itself) shares its label (``labels`` is
+        None unless label-aware) or group. The relation is symmetric, so the
+        same mask serves both directions of ``sym``.
         """
-        keys = []
-        if self.label_aware and labels is not None:
-            keys.append(labels)
-        if groups is not None:
-            keys.append(groups)
+        keys = [key for key in (labels, groups) if key is not None]
         if not keys:
             return None
         same = None
         for key in keys:
-            key = key.reshape(-1)
-            if key.shape[0] < offset + rows:
-                raise ValueError(
-                    f"TurboLoss got {key.shape[0]} labels/groups for a batch "
-                    f"of {rows} rows: pass one per row of each view"
-                )
-            local = key[offset : offset + rows]
-            match = local[:, None] == key[None, :]
+            match = key[offset : offset + rows, None] == key[None, :]
             same = match if same is None else same | match
-        if same.shape[1] != rows and offset == 0 and not self._gathering():
-            raise ValueError(
-                f"TurboLoss got {same.shape[1]} labels/groups for a batch "
-                f"of {rows} rows: pass one per row of each view"
-            )
         own = torch.arange(rows, device=same.device)
         same[own, own + offset] = False
         return same
