@@ -595,21 +595,16 @@ class TurboBrain(sb.Brain):
         shares = [None] * torch.distributed.get_world_size()
         torch.distributed.all_gather_object(shares, local)
         seen = set()
-        ids, predicted, targets, projected = [], [], [], {}
+        self.ids, self.predicted, self.targets, self.projected = [], [], [], {}
         for share in shares:
-            for row, item_id in enumerate(share["ids"]):
-                if item_id in seen:
-                    continue
-                seen.add(item_id)
-                ids.append(item_id)
-                predicted.append(share["predicted"][row : row + 1])
-                targets.append(share["targets"][row : row + 1])
-                for m, embeddings in share["projected"].items():
-                    projected.setdefault(m, []).append(
-                        embeddings[row : row + 1]
-                    )
-        self.ids, self.predicted, self.targets = ids, predicted, targets
-        self.projected = projected
+            keep = [r for r, i in enumerate(share["ids"]) if i not in seen]
+            seen.update(share["ids"])
+            index = torch.tensor(keep, dtype=torch.long)
+            self.ids += [share["ids"][r] for r in keep]
+            self.predicted.append(share["predicted"][index])
+            self.targets.append(share["targets"][index])
+            for m, embeddings in share["projected"].items():
+                self.projected.setdefault(m, []).append(embeddings[index])
 
     def _evaluation_stats(self, stage_loss):
         """WA, UA and macro-F1 of the stage's predictions."""
