@@ -131,6 +131,10 @@ class HFSpeechEncoder(ConfigOverridesMixin, Wav2Vec2):
         Freeze the CNN feature encoder (the usual fine-tuning setup).
     gradient_checkpointing : bool
         Recompute the transformer's activations in backward (less memory).
+    share_frozen_features : bool
+        With a frozen CNN, run it once for both Turbo views (see
+        :attr:`shares_frozen_features`). False runs it once per view, as
+        two plain forwards would: for measuring what the sharing saves.
     **kwargs
         Passed to ``Wav2Vec2`` (``freeze``, ``output_norm``...).
 
@@ -153,6 +157,7 @@ class HFSpeechEncoder(ConfigOverridesMixin, Wav2Vec2):
         config_overrides=None,
         freeze_feature_extractor=True,
         gradient_checkpointing=False,
+        share_frozen_features=True,
         **kwargs,
     ):
         # Read by override_config, called by the parent's __init__.
@@ -170,11 +175,17 @@ class HFSpeechEncoder(ConfigOverridesMixin, Wav2Vec2):
             self.model.feature_extractor._freeze_parameters()
         if gradient_checkpointing:
             self.enable_gradient_checkpointing()
+        self.share_frozen_features = share_frozen_features
 
     @property
     def shares_frozen_features(self):
-        """True when the CNN is frozen: the two Turbo views can share it."""
-        return self.freeze_feature_extractor and not self.freeze
+        """True when the CNN is frozen (and sharing is on): the two Turbo
+        views then share its output."""
+        return (
+            self.share_frozen_features
+            and self.freeze_feature_extractor
+            and not self.freeze
+        )
 
     def frozen_features(self, wav, wav_lens=None):
         """The frozen CNN's output, computed once for both Turbo views.

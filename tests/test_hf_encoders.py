@@ -173,3 +173,11 @@ def test_twin_pass_shares_the_frozen_cnn_and_matches_two_full_passes(
     twin.sum().backward()
     layer = model.encoder.model.encoder.layers[0]
     assert any(p.grad is not None for p in layer.parameters())
+    # Sharing off (what the benchmark compares against): the CNN runs on
+    # both copies, with the same result.
+    model.encoder.share_frozen_features = False
+    cnn_calls.clear()
+    with torch.no_grad():
+        unshared = model(wav, lengths, num_views=2)
+    assert cnn_calls == [6]
+    torch.testing.assert_close(unshared, twin.detach(), atol=1e-5, rtol=1e-5)
