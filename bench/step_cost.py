@@ -14,7 +14,8 @@ Each setup gets one fixed training batch of noise waveforms of 3-8 s and
 transcripts of 20-40 tokens. The variants are the recipe's own switches on
 ONE ``TurboBrain`` (the same weights and optimizer): ``baseline``
 (``turbo_weight=0``, ``twin_pass=False``), ``turbo`` and, for the full
-setup, ``turbo_unshared_cnn`` (the frozen CNN run once per view). Every
+setup, ``turbo_unshared_cnn`` (the frozen CNN run once per view) and
+``turbo_checkpointing`` (the encoders' gradient checkpointing on). Every
 repeat times one ``fit_batch`` of each variant, in rotating order, so that
 all are measured side by side; the figures are medians over the repeats.
 
@@ -28,6 +29,8 @@ all are measured side by side; the figures are medians over the repeats.
   transcript) at a time, for a model built from the Turbo hparams and one
   from the baseline's, median time per utterance.
 
+On a CPU the script re-runs itself with glibc's heap kept between steps
+(see :func:`keep_heap_between_steps`; ``--allocator system`` to compare).
 ``results.json`` and ``results.md`` are rewritten after every setup.
 
     > python bench/step_cost.py --report bench/results/cpu
@@ -99,7 +102,16 @@ def parse_args():
         default=None,
         help="training batch (default: the hparams file's batch_size)",
     )
-    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument(
+        "--repeats", type=int, default=5, help="timed steps per variant"
+    )
+    parser.add_argument(
+        "--demo_repeats",
+        type=int,
+        default=30,
+        help="the same for the demo setup, whose steps take milliseconds",
+    )
+
     parser.add_argument("--warmup", type=int, default=1)
     parser.add_argument("--loss_repeats", type=int, default=20)
     parser.add_argument("--inference_utterances", type=int, default=8)
@@ -227,29 +239,40 @@ class Variant:
     brain : TurboBrain
         The brain.
     name : str
-        ``baseline``, ``turbo`` or ``turbo_unshared_cnn``.
+        ``baseline`` (no twin pass, no contrastive term), ``turbo``,
+        ``turbo_unshared_cnn`` (the frozen CNN run per view) or
+        ``turbo_checkpointing`` (the HF encoders recompute their
+        activations in backward).
     """
 
     def __init__(self, brain, name):
         self.brain, self.name = brain, name
-        self.settings = dict(BASELINE) if name == "baseline" else {}
-        self.share = name != "turbo_unshared_cnn"
         self.original = {key: getattr(brain.hparams, key) for key in BASELINE}
+        self.hf_encoders = [
+            getattr(brain.hparams, key)
+            for key in ("audio_model", "text_model")
+            if hasattr(brain.hparams, key)
+        ]
 
     def __enter__(self):
-        for key, value in self.settings.items():
-            setattr(self.brain.hparams, key, value)
-        audio = getattr(self.brain.hparams, "audio_model", None)
-        if audio is not None:
-            audio.share_frozen_features = self.share
+        if self.name == "baseline":
+            for key, value in BASELINE.items():
+                setattr(self.brain.hparams, key, value)
+        if self.name == "turbo_unshared_cnn":
+            self.brain.hparams.audio_model.share_frozen_features = False
+        if self.name == "turbo_checkpointing":
+            for encoder in self.hf_encoders:
+                encoder.enable_gradient_checkpointing()
         return self
 
     def __exit__(self, *exc):
         for key, value in self.original.items():
             setattr(self.brain.hparams, key, value)
-        audio = getattr(self.brain.hparams, "audio_model", None)
-        if audio is not None:
-            audio.share_frozen_features = True
+        if self.name == "turbo_unshared_cnn":
+            self.brain.hparams.audio_model.share_frozen_features = True
+        if self.name == "turbo_checkpointing":
+            for encoder in self.hf_encoders:
+                encoder.disable_gradient_checkpointing()
 
 
 def synchronize(device):
@@ -295,7 +318,7 @@ def peak_memory(function, device):
     raise RuntimeError("No VmHWM in /proc/self/status")
 
 
-def measure_training(brain, batch, variants, args):
+def measure_training(brain, batch, variants, args, repeats):
     """Step times (and CPU times) of each variant, measured side by side,
     then the peak memory and the FLOPs of one more step of each.
     """
@@ -304,7 +327,7 @@ def measure_training(brain, batch, variants, args):
     brain.on_stage_start(sb.Stage.TRAIN, epoch=1)
     times = {name: [] for name in variants}
     cpu_times = {name: [] for name in variants}
-    for repeat in range(args.warmup + args.repeats):
+    for repeat in range(args.warmup + repeats):
         shift = repeat % len(variants)
         for name in variants[shift:] + variants[:shift]:
             measured = repeat >= args.warmup
@@ -331,6 +354,25 @@ def measure_training(brain, batch, variants, args):
                 brain.fit_batch(batch)
             flops[name] = counter.get_total_flops()
     return times, cpu_times, memory, flops
+
+
+def audio_branch_flops(brain, batch, variants):
+    """FLOPs of the audio encoder alone, forward and backward, per variant:
+    the part of the step that a frozen CNN shared by the views saves on.
+    """
+    encoder = brain.modules.audio_encoder
+    wav = batch.audio.data.to(brain.device)
+    lengths = batch.audio.lengths.to(brain.device)
+    flops = {}
+    for name in variants:
+        views = 1 if name == "baseline" else 2
+        with Variant(brain, name), brain.training_ctx:
+            with FlopCounterMode(display=False) as counter:
+                embedding = encoder(wav, lengths, num_views=views)
+                embedding.float().square().mean().backward()
+        flops[name] = counter.get_total_flops()
+    brain.zero_grad(set_to_none=True)
+    return flops
 
 
 def measure_loss(brain, batch, args):
@@ -360,7 +402,7 @@ def measure_loss(brain, batch, args):
     return [timed(loss_step, device) for _ in range(args.loss_repeats)]
 
 
-def measure_inference(classifiers, utterances, device, args):
+def measure_inference(classifiers, utterances, device, args, repeats):
     """Median seconds per utterance of each classifier, side by side."""
 
     def classify_all(classifier):
@@ -369,7 +411,7 @@ def measure_inference(classifiers, utterances, device, args):
 
     names = list(classifiers)
     times = {name: [] for name in names}
-    for repeat in range(args.warmup + args.repeats):
+    for repeat in range(args.warmup + repeats):
         shift = repeat % len(names)
         for name in names[shift:] + names[:shift]:
             seconds = timed(partial(classify_all, classifiers[name]), device)
@@ -425,11 +467,15 @@ def measure_setup(name, precision, args, work):
     variants = ["baseline", "turbo"]
     if getattr(hparams.get("audio_model"), "shares_frozen_features", False):
         variants.append("turbo_unshared_cnn")
+    if "text_model" in hparams:
+        variants.append("turbo_checkpointing")
     print(f"{name} {precision}: training step, {variants}", flush=True)
+    repeats = args.demo_repeats if name == "demo" else args.repeats
     step_times, cpu_times, memory, flops = measure_training(
-        brain, batch, variants, args
+        brain, batch, variants, args, repeats
     )
     loss_times = measure_loss(brain, batch, args)
+    audio_flops = audio_branch_flops(brain, batch, variants)
 
     print(f"{name} {precision}: inference", flush=True)
     baseline_hparams, _, _ = load_setup(
@@ -453,7 +499,9 @@ def measure_setup(name, precision, args, work):
         (item["audio"], item["raw_text"])
         for item in items[: args.inference_utterances]
     ]
-    inference = measure_inference(classifiers, utterances, args.device, args)
+    inference = measure_inference(
+        classifiers, utterances, args.device, args, repeats
+    )
 
     step = {n: summarise(t) for n, t in step_times.items()}
     base = step["baseline"]["median"]
@@ -472,6 +520,9 @@ def measure_setup(name, precision, args, work):
         "step_ratio": {n: s["median"] / base for n, s in step.items()},
         "flop_ratio": {n: f / flops["baseline"] for n, f in flops.items()},
         "tflops_per_step": {n: f / 1e12 for n, f in flops.items()},
+        "audio_branch_flop_ratio": {
+            n: f / audio_flops["baseline"] for n, f in audio_flops.items()
+        },
         "cpu_user_sys_s": {
             n: [statistics.median(t[i] for t in times) for i in (0, 1)]
             for n, times in cpu_times.items()
@@ -517,7 +568,8 @@ def figures(result):
         (
             "Turbo step / baseline step"
             + (", frozen CNN shared" if "turbo_unshared_cnn" in step else ""),
-            f"{step['turbo']:.3f} (FLOPs {flop['turbo']:.3f})",
+            f"{step['turbo']:.3f} (FLOPs {flop['turbo']:.3f}; audio "
+            f"branch {result['audio_branch_flop_ratio']['turbo']:.3f})",
             step["turbo"],
             TARGETS["turbo"] if full else None,
         )
@@ -532,6 +584,21 @@ def figures(result):
                 TARGETS["turbo_unshared_cnn"] if full else None,
             )
         )
+    if "turbo_checkpointing" in step:
+        rows += [
+            (
+                "Turbo step / baseline step, gradient checkpointing",
+                f"{step['turbo_checkpointing']:.3f}",
+                step["turbo_checkpointing"],
+                None,
+            ),
+            (
+                "peak memory Turbo / baseline, gradient checkpointing",
+                f"{result['memory_ratio']['turbo_checkpointing']:.3f}",
+                result["memory_ratio"]["turbo_checkpointing"],
+                None,
+            ),
+        ]
     rows += [
         (
             "contrastive loss / Turbo step",
@@ -571,7 +638,7 @@ def write_report(folder, meta, results):
     for r in results:
         for figure, text, value, target in figures(r):
             if target is None:
-                target_text, met = "(full-size only)", ""
+                target_text, met = "", ""
             else:
                 percent = figure.startswith("contrastive")
                 target_text = (

@@ -92,6 +92,13 @@ class ConfigOverridesMixin:
                 gradient_checkpointing_kwargs=options
             )
 
+    def disable_gradient_checkpointing(self):
+        """Stores the activations again (undoes the method above)."""
+        if hasattr(self.model, "activation_checkpointing_disable"):
+            self.model.activation_checkpointing_disable()
+        else:
+            self.model.gradient_checkpointing_disable()
+
     def override_config(self, config):
         """Applies ``config_overrides`` (see :func:`apply_config_overrides`).
 
@@ -180,7 +187,8 @@ class HFSpeechEncoder(ConfigOverridesMixin, Wav2Vec2):
     @property
     def shares_frozen_features(self):
         """True when the CNN is frozen (and sharing is on): the two Turbo
-        views then share its output."""
+        views then share its output.
+        """
         return (
             self.share_frozen_features
             and self.freeze_feature_extractor
