@@ -113,6 +113,12 @@ def parse_args():
     )
 
     parser.add_argument("--warmup", type=int, default=1)
+    parser.add_argument(
+        "--hf_size",
+        choices=["base", "tiny"],
+        default="base",
+        help="the full setup's encoders (tiny: a smoke test, no figures)",
+    )
     parser.add_argument("--loss_repeats", type=int, default=20)
     parser.add_argument("--inference_utterances", type=int, default=8)
     parser.add_argument("--min_seconds", type=float, default=3.0)
@@ -184,11 +190,11 @@ def load_setup(name, args, work, overrides):
         return hparams, tokenizer.encode_as_ids, corpus
     if name != "full":
         raise ValueError(f"Unknown setup {name!r}: demo or full")
-    audio = os.path.join(work, "wav2vec2-base")
-    text = os.path.join(work, "roberta-base")
+    audio = os.path.join(work, f"wav2vec2-{args.hf_size}")
+    text = os.path.join(work, f"roberta-{args.hf_size}")
     if not os.path.isdir(audio):
-        save_random_speech_model(audio, "wav2vec2", "base")
-        save_random_text_model(text, corpus, "roberta", "base")
+        save_random_speech_model(audio, "wav2vec2", args.hf_size)
+        save_random_text_model(text, corpus, "roberta", args.hf_size)
     common.update(
         audio_hub=audio,
         text_hub=text,

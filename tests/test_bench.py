@@ -1,0 +1,72 @@
+"""The benchmark script runs, and its FLOP counts show what the twin pass
+shares: a smoke test with tiny encoders (no timing is checked)."""
+
+import json
+import os
+
+import pytest
+from conftest import REPO, run_python
+
+
+@pytest.fixture(scope="module")
+def bench_results(tmp_path_factory):
+    """bench/step_cost.py on both setups, tiny sizes, one repeat."""
+    report = tmp_path_factory.mktemp("bench")
+    result = run_python(
+        REPO,
+        "bench/step_cost.py",
+        f"--report={report}",
+        f"--work={report / 'work'}",
+        "--hf_size=tiny",
+        "--batch_size=2",
+        "--repeats=1",
+        "--demo_repeats=1",
+        "--warmup=0",
+        "--loss_repeats=1",
+        "--max_seconds=3.5",
+        "--inference_utterances=1",
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    with open(report / "results.json", encoding="utf-8") as f:
+        results = json.load(f)
+    assert os.path.exists(report / "results.md")
+    return {r["setup"]: r for r in results["results"]}, results["meta"]
+
+
+def test_demo_twin_pass_doubles_the_encoder_flops(bench_results):
+    demo = bench_results[0]["demo"]
+    assert set(demo["step_s"]) == {"baseline", "turbo"}
+    # The Fbank front end is computed once; the encoders run on 2B rows.
+    assert 1.9 < demo["audio_branch_flop_ratio"]["turbo"] <= 2.0
+    assert 1.9 < demo["flop_ratio"]["turbo"] < 2.1
+    assert 0 < demo["loss_share"] < 1
+
+
+def test_full_setup_shares_the_frozen_cnn(bench_results):
+    full = bench_results[0]["full"]
+    variants = {
+        "baseline",
+        "turbo",
+        "turbo_unshared_cnn",
+        "turbo_checkpointing",
+    }
+    assert set(full["step_s"]) == variants
+    audio = full["audio_branch_flop_ratio"]
+    # Run per view, the whole audio branch doubles; shared, the CNN does not.
+    assert audio["turbo_unshared_cnn"] == pytest.approx(2.0, abs=1e-6)
+    assert audio["turbo"] < 1.95
+    assert (
+        full["flop_ratio"]["turbo"] < full["flop_ratio"]["turbo_unshared_cnn"]
+    )
+    # Checkpointing recomputes the forward in backward.
+    assert (
+        full["flop_ratio"]["turbo_checkpointing"] > full["flop_ratio"]["turbo"]
+    )
+    assert set(full["inference_s_per_utterance"]) == {"turbo", "baseline"}
+
+
+def test_report_names_the_machine_and_the_allocator(bench_results):
+    meta = bench_results[1]
+    assert meta["command"].startswith("python bench/step_cost.py")
+    assert "threads" in meta["machine"]
+    assert meta["allocator"].startswith(("GLIBC_TUNABLES", "default"))
