@@ -11,7 +11,8 @@ exactly as ``train.py`` builds it:
   downloaded), the CNN feature encoder frozen.
 
 Each setup gets one fixed training batch of noise waveforms of 3-8 s and
-transcripts of 20-40 tokens. The variants are the recipe's own switches on
+transcripts of 20-40 tokens (cut at a word boundary, so a few more with a
+subword tokenizer). The variants are the recipe's own switches on
 ONE ``TurboBrain`` (the same weights and optimizer): ``baseline``
 (``turbo_weight=0``, ``twin_pass=False``), ``turbo`` and, for the full
 setup, ``turbo_unshared_cnn`` (the frozen CNN run once per view) and
