@@ -180,6 +180,14 @@ class HFSpeechEncoder(ConfigOverridesMixin, Wav2Vec2):
             # What wav2vec2's freeze_feature_encoder() does (HubERT lacks
             # it): the CNN then stops asking for its input's gradient.
             self.model.feature_extractor._freeze_parameters()
+        # DDP stops on a trainable parameter that gets no gradient: the
+        # SpecAugment mask embedding only gets one when time steps are
+        # masked (SpeechBrain's lobe turns SpecAugment off by default).
+        config = self.model.config
+        mask_embedding = getattr(self.model, "masked_spec_embed", None)
+        masks_time = config.apply_spec_augment and config.mask_time_prob > 0
+        if mask_embedding is not None and not masks_time:
+            mask_embedding.requires_grad_(False)
         if gradient_checkpointing:
             self.enable_gradient_checkpointing()
         self.share_frozen_features = share_frozen_features
@@ -304,6 +312,12 @@ class HFTextEncoder(ConfigOverridesMixin, TextEncoder):
         self._config_overrides = dict(config_overrides or {})
         self._source = source
         super().__init__(source, save_path, freeze=freeze, **kwargs)
+        # The [CLS] pooler is never used (the hidden states are pooled
+        # downstream): frozen, since DDP stops on a trainable parameter
+        # that gets no gradient. Kept in the state dict for old checkpoints.
+        pooler = getattr(self.model, "pooler", None)
+        if pooler is not None:
+            pooler.requires_grad_(False)
         if gradient_checkpointing:
             self.enable_gradient_checkpointing()
 

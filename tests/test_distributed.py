@@ -144,3 +144,36 @@ def test_demo_recipe_trains_and_tests_under_torchrun_gloo(
     with open(output / "test_predictions.csv", encoding="utf-8") as f:
         predicted = [row["ID"] for row in csv.DictReader(f)]
     assert sorted(predicted) == sorted(test)
+
+
+def test_pretrained_recipe_trains_under_torchrun_gloo(
+    tmp_path, tiny_corpus, tiny_hf_models
+):
+    """turbo.yaml under DDP: every trainable parameter of the HF encoders
+    must get a gradient (DDP stops otherwise at the second step)."""
+    from conftest import REPO, run_python
+
+    output = tmp_path / "ddp_pretrained"
+    result = run_python(
+        os.path.join(REPO, "recipes", "IEMOCAP", "turbo"),
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        f"--nproc_per_node={WORLD}",
+        "train.py",
+        "hparams/turbo.yaml",
+        "--distributed_backend=gloo",
+        f"--data_folder={tiny_corpus}",
+        f"--audio_hub={tiny_hf_models[0]}",
+        f"--text_hub={tiny_hf_models[1]}",
+        f"--pretrained_folder={tmp_path / 'pretrained'}",
+        f"--output_folder={output}",
+        "--number_of_epochs=2",
+        "--batch_size=4",
+        "--num_workers=0",
+        "--fusion_dim=16",
+        "--projection_dim=8",
+    )
+    log = result.stdout + result.stderr
+    assert result.returncode == 0, log[-4000:]
+    assert "Test WA" in log and "Test without text WA" in log

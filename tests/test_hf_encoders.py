@@ -14,6 +14,7 @@ from speechbrain_turbo.random_hf_models import (
 def sources(tmp_path_factory):
     root = tmp_path_factory.mktemp("hf")
     return {
+        "wav2vec2": save_random_speech_model(str(root / "w2v"), "wav2vec2"),
         "wavlm": save_random_speech_model(str(root / "wavlm"), "wavlm"),
         "hubert": save_random_speech_model(str(root / "hubert"), "hubert"),
         "roberta": save_random_text_model(
@@ -181,3 +182,40 @@ def test_twin_pass_shares_the_frozen_cnn_and_matches_two_full_passes(
         unshared = model(wav, lengths, num_views=2)
     assert cnn_calls == [6]
     torch.testing.assert_close(unshared, twin.detach(), atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize(
+    "family, spec_augment",
+    [
+        ("wav2vec2", False),
+        ("wav2vec2", True),
+        ("wavlm", False),
+        ("hubert", False),
+        ("roberta", False),
+        ("bert", False),
+    ],
+)
+def test_every_trainable_parameter_gets_a_gradient(
+    sources, tmp_path, family, spec_augment
+):
+    """What DDP needs (without find_unused_parameters): no trainable
+    parameter is left out of the twin pass's graph."""
+    from speechbrain_turbo.models import ModalityEncoder
+
+    if family in ("roberta", "bert"):
+        encoder = HFTextEncoder(sources[family], str(tmp_path))
+        inputs = torch.tensor([encoder.text_to_ids("i am fine, go away")] * 2)
+    else:
+        encoder = HFSpeechEncoder(
+            sources[family], str(tmp_path), apply_spec_augment=spec_augment
+        )
+        inputs = torch.randn(
+            2, 9000, generator=torch.Generator().manual_seed(0)
+        )
+    model = ModalityEncoder(encoder).train()
+    model(inputs, torch.tensor([1.0, 0.7]), num_views=2).sum().backward()
+    trainable = {n: p for n, p in model.named_parameters() if p.requires_grad}
+    assert [n for n, p in trainable.items() if p.grad is None] == []
+    # SpecAugment's mask embedding trains only when SpecAugment is on.
+    mask_embedding = [n for n in trainable if "masked_spec_embed" in n]
+    assert bool(mask_embedding) == spec_augment
