@@ -162,33 +162,18 @@ def trim_to_tokens(sentence, text_to_ids, num_tokens):
     raise ValueError(f"{sentence!r} has fewer than {num_tokens} tokens")
 
 
-def load_setup(name, args, work, overrides):
-    """Loads a recipe hparams file as ``train.py`` does; returns hparams and
-    the transcript -> token ids function of its data pipeline.
+def load_setup(name, args, work, corpus, overrides):
+    """Loads a recipe hparams file as ``train.py`` does (the full setup's
+    random encoders are saved on first use, their vocabulary from
+    ``corpus``).
     """
-    rng = torch.Generator().manual_seed(args.seed)
-    corpus = pseudo_sentences(500, rng)
     common = {
         "data_folder": os.path.join(work, "no_data"),
         "output_folder": os.path.join(work, name),
         **overrides,
     }
     if name == "demo":
-        hparams = _load(os.path.join(HPARAMS, "demo.yaml"), common)
-        # The recipe trains its SentencePiece on the training transcripts.
-        model = os.path.join(work, "demo_sentencepiece")
-        sentencepiece.SentencePieceTrainer.train(
-            sentence_iterator=iter(corpus),
-            model_prefix=model,
-            vocab_size=hparams["vocab_size"],
-            model_type="unigram",
-            minloglevel=2,
-        )
-        tokenizer = sentencepiece.SentencePieceProcessor(
-            model_file=model + ".model"
-        )
-        hparams["text_tokenizer"] = tokenizer
-        return hparams, tokenizer.encode_as_ids, corpus
+        return _load(os.path.join(HPARAMS, "demo.yaml"), common)
     if name != "full":
         raise ValueError(f"Unknown setup {name!r}: demo or full")
     audio = os.path.join(work, f"wav2vec2-{args.hf_size}")
@@ -201,8 +186,22 @@ def load_setup(name, args, work, overrides):
         text_hub=text,
         pretrained_folder=os.path.join(work, "pretrained"),
     )
-    hparams = _load(os.path.join(HPARAMS, "turbo.yaml"), common)
-    return hparams, hparams["text_model"].text_to_ids, corpus
+    return _load(os.path.join(HPARAMS, "turbo.yaml"), common)
+
+
+def demo_tokenizer(hparams, corpus, work):
+    """The demo's SentencePiece, trained on ``corpus`` as the recipe trains
+    it on the training transcripts.
+    """
+    model = os.path.join(work, "demo_sentencepiece")
+    sentencepiece.SentencePieceTrainer.train(
+        sentence_iterator=iter(corpus),
+        model_prefix=model,
+        vocab_size=hparams["vocab_size"],
+        model_type="unigram",
+        minloglevel=2,
+    )
+    return sentencepiece.SentencePieceProcessor(model_file=model + ".model")
 
 
 def _load(path, overrides):
@@ -454,7 +453,16 @@ def measure_setup(name, precision, args, work):
     overrides = {}
     if args.batch_size is not None:
         overrides["batch_size"] = args.batch_size
-    hparams, text_to_ids, corpus = load_setup(name, args, work, overrides)
+    corpus = pseudo_sentences(500, torch.Generator().manual_seed(args.seed))
+    hparams = load_setup(name, args, work, corpus, overrides)
+    if name == "demo":
+        # The exported demo model keeps its SentencePiece as text_tokenizer.
+        tokenizer = demo_tokenizer(hparams, corpus, work)
+        hparams["text_tokenizer"] = tokenizer
+        text_to_ids = tokenizer.encode_as_ids
+    else:
+        tokenizer = None
+        text_to_ids = hparams["text_model"].text_to_ids
     num_classes = hparams["out_n_neurons"]
     labels = [f"class{i}" for i in range(num_classes)]
     hparams["label_encoder"].update_from_iterable(labels)
@@ -485,8 +493,8 @@ def measure_setup(name, precision, args, work):
     audio_flops = audio_branch_flops(brain, batch, variants)
 
     print(f"{name} {precision}: inference", flush=True)
-    baseline_hparams, _, _ = load_setup(
-        name, args, work, {**overrides, **BASELINE}
+    baseline_hparams = load_setup(
+        name, args, work, corpus, {**overrides, **BASELINE}
     )
     baseline_hparams["label_encoder"].update_from_iterable(labels)
     # Statistics that training accumulates (the demo's feature normalizer).
@@ -494,8 +502,8 @@ def measure_setup(name, precision, args, work):
         for m in hparams["modalities"]:
             encoder = baseline_hparams["modules"][f"{m}_encoder"]
             encoder.train()(*batch[m])
-    if "text_tokenizer" in hparams:
-        baseline_hparams["text_tokenizer"] = hparams["text_tokenizer"]
+    if tokenizer is not None:
+        baseline_hparams["text_tokenizer"] = tokenizer
     classifiers = {
         "turbo": build_classifier(hparams, args.device),
         "baseline": build_classifier(baseline_hparams, args.device),

@@ -105,24 +105,32 @@ def test_gathering_outside_a_process_group_is_refused():
         loss_fn({"audio": (x, x)})
 
 
-def test_demo_recipe_trains_and_tests_under_torchrun_gloo(
-    tmp_path, tiny_corpus
-):
-    import csv
-    import json
-
+def run_recipe_under_torchrun(hparams_file, *overrides):
+    """The IEMOCAP recipe in WORLD gloo processes on this CPU."""
     from conftest import REPO, run_python
 
-    output = tmp_path / "ddp"
-    result = run_python(
+    return run_python(
         os.path.join(REPO, "recipes", "IEMOCAP", "turbo"),
         "-m",
         "torch.distributed.run",
         "--standalone",
         f"--nproc_per_node={WORLD}",
         "train.py",
-        "hparams/demo.yaml",
+        hparams_file,
         "--distributed_backend=gloo",
+        *overrides,
+    )
+
+
+def test_demo_recipe_trains_and_tests_under_torchrun_gloo(
+    tmp_path, tiny_corpus
+):
+    import csv
+    import json
+
+    output = tmp_path / "ddp"
+    result = run_recipe_under_torchrun(
+        "hparams/demo.yaml",
         f"--data_folder={tiny_corpus}",
         f"--output_folder={output}",
         "--demo_utterances_per_speaker=8",
@@ -151,18 +159,9 @@ def test_pretrained_recipe_trains_under_torchrun_gloo(
 ):
     """turbo.yaml under DDP: every trainable parameter of the HF encoders
     must get a gradient (DDP stops otherwise at the second step)."""
-    from conftest import REPO, run_python
-
     output = tmp_path / "ddp_pretrained"
-    result = run_python(
-        os.path.join(REPO, "recipes", "IEMOCAP", "turbo"),
-        "-m",
-        "torch.distributed.run",
-        "--standalone",
-        f"--nproc_per_node={WORLD}",
-        "train.py",
+    result = run_recipe_under_torchrun(
         "hparams/turbo.yaml",
-        "--distributed_backend=gloo",
         f"--data_folder={tiny_corpus}",
         f"--audio_hub={tiny_hf_models[0]}",
         f"--text_hub={tiny_hf_models[1]}",

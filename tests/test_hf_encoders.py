@@ -148,15 +148,15 @@ def test_gradient_checkpointing_gives_the_same_gradients(
 
 @pytest.mark.parametrize("family", ["wav2vec2", "wavlm", "hubert"])
 def test_twin_pass_shares_the_frozen_cnn_and_matches_two_full_passes(
-    tmp_path, family
+    sources, tmp_path, family
 ):
     from speechbrain_turbo.models import ModalityEncoder
-    from speechbrain_turbo.random_hf_models import save_random_speech_model
 
-    source = save_random_speech_model(str(tmp_path / family), family)
     overrides = dict(NO_DROPOUT["wavlm"])
     model = ModalityEncoder(
-        HFSpeechEncoder(source, str(tmp_path), config_overrides=overrides)
+        HFSpeechEncoder(
+            sources[family], str(tmp_path), config_overrides=overrides
+        )
     )
     model.train()  # no dropout: both views must equal the one-view output
     assert model.encoder.shares_frozen_features
