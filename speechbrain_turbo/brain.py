@@ -25,6 +25,7 @@ Authors
 """
 
 import csv
+import gc
 import itertools
 import json
 import os
@@ -131,6 +132,24 @@ class TurboBrain(sb.Brain):
                     device_ids=None,
                     find_unused_parameters=self.find_unused_parameters,
                 )
+
+    def leave_process_group(self):
+        """Ends a DDP run: unwraps the modules, then all processes leave
+        the process group together. Nothing to do outside DDP.
+
+        A gloo process that exits with the group still alive aborts
+        ("terminate called without an active exception"), and DDP's
+        wrappers keep the group alive past ``destroy_process_group`` until
+        the interpreter tears them down: they are dropped first.
+        """
+        if not sb.utils.distributed.is_distributed_initialized():
+            return
+        for name, module in self.modules.items():
+            if isinstance(module, torch.nn.parallel.DistributedDataParallel):
+                self.modules[name] = module.module
+        gc.collect()
+        sb.utils.distributed.ddp_barrier()
+        torch.distributed.destroy_process_group()
 
     def init_optimizers(self):
         """One optimizer, or two with ``encoder_opt_class``.

@@ -26,7 +26,6 @@ import os
 import sys
 
 import speechbrain as sb
-import torch
 from hyperpyyaml import load_hyperpyyaml
 from iemocap_prepare import prepare_iemocap
 from speechbrain.utils.distributed import run_on_main
@@ -151,8 +150,4 @@ if __name__ == "__main__":
                 max_key="UA",
                 test_loader_kwargs=hparams["test_dataloader_options"],
             )
-    # Leave the process group together (a gloo process that exits with it
-    # open aborts).
-    if sb.utils.distributed.is_distributed_initialized():
-        sb.utils.distributed.ddp_barrier()
-        torch.distributed.destroy_process_group()
+    brain.leave_process_group()
