@@ -12,7 +12,10 @@ The hparams it reads:
 - ``turbo_weight`` (float) and ``twin_pass`` (True, False or "sequential").
   ``turbo_weight: 0`` with ``twin_pass: False`` is the plain cross-entropy
   baseline on the same code path.
-- optional: ``mask_repeated_transcripts`` (default True): rows with the same
+- optional: ``wav_augment`` (e.g. SpeechBrain's ``Augmenter`` with speed
+  perturbation and noise), applied to the training waveforms once, before
+  the twin pass doubles the batch, so the two views differ only by
+  dropout; ``mask_repeated_transcripts`` (default True): rows with the same
   normalised transcript are not each other's negatives; ``lr_annealing``
   (an epoch scheduler, e.g. ``LinearScheduler``); ``label_encoder``;
   ``train_logger``; ``output_folder`` for the test reports.
@@ -248,14 +251,15 @@ class TurboBrain(sb.Brain):
             embeddings, or None when the Turbo term is off.
         """
         batch = batch.to(self.device)
+        inputs = self._inputs(batch, stage)
         twin = stage == sb.Stage.TRAIN and bool(self.hparams.twin_pass)
         if twin and self.hparams.twin_pass == "sequential":
-            passes = [self._embed(batch, 1), self._embed(batch, 1)]
+            passes = [self._embed(inputs, 1), self._embed(inputs, 1)]
             embeddings = {
                 m: torch.cat([p[m] for p in passes]) for m in self.modalities
             }
         else:
-            embeddings = self._embed(batch, 2 if twin else 1)
+            embeddings = self._embed(inputs, 2 if twin else 1)
 
         fused = self.modules.fusion(embeddings)
         logits = self.modules.classifier(fused)
@@ -272,12 +276,38 @@ class TurboBrain(sb.Brain):
             }
         return {"logits": logits, "views": views}
 
-    def _embed(self, batch, num_views):
-        """Pooled ``[num_views * B, D]`` embedding of each present modality."""
-        return {
-            m: self.modules[f"{m}_encoder"](*batch[m], num_views=num_views)
+    def _inputs(self, batch, stage):
+        """Each present modality's ``(data, lengths)``; in training, the
+        audio goes through ``wav_augment`` first (once for both views).
+        """
+        inputs = {
+            m: tuple(batch[m])
             for m in self.modalities
             if m not in self.missing_modalities
+        }
+        augment = getattr(self.hparams, "wav_augment", None)
+        if (
+            stage == sb.Stage.TRAIN
+            and augment is not None
+            and "audio" in inputs
+        ):
+            wavs, lengths = inputs["audio"]
+            augmented, lengths = augment(wavs, lengths)
+            if augmented.shape[0] != wavs.shape[0]:
+                raise ValueError(
+                    f"wav_augment turned a batch of {wavs.shape[0]} rows into "
+                    f"{augmented.shape[0]}: set concat_original (and "
+                    "repeat_augment > 1) off, the labels and transcripts are "
+                    "not repeated with the audio"
+                )
+            inputs["audio"] = (augmented, lengths)
+        return inputs
+
+    def _embed(self, inputs, num_views):
+        """Pooled ``[num_views * B, D]`` embedding of each modality."""
+        return {
+            m: self.modules[f"{m}_encoder"](*data, num_views=num_views)
+            for m, data in inputs.items()
         }
 
     def evaluate_without(self, missing, test_set, **kwargs):

@@ -406,6 +406,64 @@ def audio_text_datasets(
     return datasets
 
 
+def fit_sentencepiece(make_tokenizer):
+    """Trains (or loads) a SentencePiece tokenizer whose vocabulary fits its
+    training text.
+
+    SentencePiece refuses a vocabulary larger than the transcripts allow
+    ("Vocabulary size too high"), which a corpus of a few sentences read
+    many times (as acted emotion corpora are) always hits. The largest
+    allowed size is then used instead, and the log says so; the text
+    embedding keeps ``vocab_size`` rows, of which the extra ones go unused.
+
+    Arguments
+    ---------
+    make_tokenizer : callable
+        ``make_tokenizer(**overrides)`` -> SpeechBrain ``SentencePiece``
+        (the recipes' ``tokenizer`` partial, which binds ``vocab_size``).
+
+    Returns
+    -------
+    speechbrain.tokenizers.SentencePiece.SentencePiece
+        The trained or loaded tokenizer.
+
+    Example
+    -------
+    >>> import functools, json, os, tempfile
+    >>> from speechbrain.tokenizers.SentencePiece import SentencePiece
+    >>> folder = tempfile.mkdtemp()
+    >>> manifest = os.path.join(folder, "train.json")
+    >>> texts = {f"u{i}": {"text": "dogs are sitting"} for i in range(4)}
+    >>> json.dump(texts, open(manifest, "w"))
+    >>> make = functools.partial(
+    ...     SentencePiece,
+    ...     model_dir=folder,
+    ...     vocab_size=300,
+    ...     annotation_train=manifest,
+    ...     annotation_read="text",
+    ...     annotation_format="json",
+    ... )
+    >>> fit_sentencepiece(make).sp.vocab_size() < 300
+    True
+    """
+    try:
+        return make_tokenizer()
+    except RuntimeError as err:
+        allowed = re.search(
+            r"Vocabulary size too high \((\d+)\).*<= (\d+)", str(err)
+        )
+        if allowed is None:
+            raise
+    requested, largest = int(allowed.group(1)), int(allowed.group(2))
+    logger.warning(
+        "vocab_size %d is more than the training transcripts allow for "
+        "SentencePiece: using %d (set --vocab_size to choose another).",
+        requested,
+        largest,
+    )
+    return make_tokenizer(vocab_size=largest)
+
+
 def datasets_from_hparams(hparams, manifests, label_key):
     """A recipe's data: screened manifests, a tokenizer, the datasets.
 
@@ -441,8 +499,8 @@ def datasets_from_hparams(hparams, manifests, label_key):
     if "tokenizer" in hparams:
         # Trained by one process (SentencePiece's folder creation races
         # under DDP), then loaded by all.
-        run_on_main(hparams["tokenizer"])
-        text_to_ids = hparams["tokenizer"]().sp.encode_as_ids
+        run_on_main(fit_sentencepiece, args=[hparams["tokenizer"]])
+        text_to_ids = fit_sentencepiece(hparams["tokenizer"]).sp.encode_as_ids
     else:
         text_to_ids = hparams["text_model"].text_to_ids
     return audio_text_datasets(

@@ -32,6 +32,13 @@ class ModalityEncoder(torch.nn.Module):
     pooling : torch.nn.Module, optional
         ``pooling(h, lengths)`` -> ``[B, 1, D]`` or ``[B, D]``. Defaults to
         :class:`MaskedStatisticsPooling` (mean over the unpadded frames).
+        ``torch.nn.Identity()`` for an encoder that pools itself (e.g.
+        SpeechBrain's ECAPA-TDNN).
+    augment : torch.nn.Module, optional
+        Applied to the front end's features in training only (e.g.
+        SpeechBrain's ``SpectrogramDrop`` time / frequency masking). It runs
+        once, before the batch is repeated, so the Turbo views share it
+        and differ only by the encoder's dropout.
 
     Example
     -------
@@ -41,13 +48,14 @@ class ModalityEncoder(torch.nn.Module):
     torch.Size([3, 16])
     """
 
-    def __init__(self, encoder, frontend=None, pooling=None):
+    def __init__(self, encoder, frontend=None, pooling=None, augment=None):
         super().__init__()
         self.frontend = frontend
         self.encoder = encoder
         if pooling is None:
             pooling = MaskedStatisticsPooling()
         self.pooling = pooling
+        self.augment = augment
 
     def features(self, inputs, lengths):
         """Runs the deterministic front end (identity if there is none).
@@ -70,9 +78,12 @@ class ModalityEncoder(torch.nn.Module):
         >>> enc.features(torch.ones(1, 2, 4), torch.ones(1)).shape
         torch.Size([1, 2, 4])
         """
-        if self.frontend is None:
-            return inputs
-        return _call_with_lengths(self.frontend, inputs, lengths)
+        features = inputs
+        if self.frontend is not None:
+            features = _call_with_lengths(self.frontend, inputs, lengths)
+        if self.training and self.augment is not None:
+            features = _call_with_lengths(self.augment, features, lengths)
+        return features
 
     def embed(self, features, lengths):
         """Encodes and pools front-end features to one vector per row.
@@ -96,7 +107,7 @@ class ModalityEncoder(torch.nn.Module):
         torch.Size([2, 6])
         """
         hidden = _call_with_lengths(self.encoder, features, lengths)
-        pooled = self.pooling(hidden, lengths)
+        pooled = _call_with_lengths(self.pooling, hidden, lengths)
         return pooled.reshape(pooled.shape[0], -1)
 
     def forward(self, inputs, lengths, num_views=1):
@@ -151,7 +162,7 @@ class ModalityEncoder(torch.nn.Module):
             frame_mask = torch.cat([frame_mask] * num_views)
         hidden = self.encoder.encode_frozen_features(frozen, frame_mask)
         lengths = torch.cat([lengths] * num_views)
-        pooled = self.pooling(hidden, lengths)
+        pooled = _call_with_lengths(self.pooling, hidden, lengths)
         return pooled.reshape(pooled.shape[0], -1)
 
 

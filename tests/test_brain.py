@@ -408,3 +408,52 @@ def make_label_encoder():
     encoder = sb.dataio.encoder.CategoricalEncoder()
     encoder.update_from_iterable(["a", "b", "c"])
     return encoder
+
+
+class RecordingAugment(torch.nn.Module):
+    """A waveform augmentation that adds a fresh random offset per row and
+    records the batch sizes it saw."""
+
+    def __init__(self, change_rows=False):
+        super().__init__()
+        self.rows = []
+        self.change_rows = change_rows
+
+    def forward(self, wavs, lengths):
+        self.rows.append(wavs.shape[0])
+        if self.change_rows:
+            return torch.cat([wavs, wavs]), torch.cat([lengths, lengths])
+        return wavs + torch.randn(wavs.shape[0], 1, 1), lengths
+
+
+def test_wav_augment_runs_once_before_the_batch_is_doubled():
+    augment = RecordingAugment()
+    brain = make_brain(dropout=0.0, wav_augment=augment)
+    brain.modules.train()
+    out = brain.compute_forward(make_batch(), sb.Stage.TRAIN)
+    assert augment.rows == [4]
+    # Without dropout the two views are equal: both saw the same augmented
+    # audio (an augmentation per view would make them differ).
+    first, second = out["views"]["audio"]
+    torch.testing.assert_close(first, second)
+    # And the audio was augmented: the views differ from the clean pass.
+    brain.hparams.wav_augment = None
+    clean = brain.compute_forward(make_batch(), sb.Stage.TRAIN)
+    assert not torch.allclose(clean["views"]["audio"][0], first)
+
+
+def test_wav_augment_is_not_applied_in_evaluation():
+    augment = RecordingAugment()
+    brain = make_brain(wav_augment=augment)
+    brain.modules.eval()
+    with torch.no_grad():
+        for stage in (sb.Stage.VALID, sb.Stage.TEST):
+            brain.compute_forward(make_batch(), stage)
+    assert augment.rows == []
+
+
+def test_wav_augment_that_changes_the_batch_size_is_refused():
+    brain = make_brain(wav_augment=RecordingAugment(change_rows=True))
+    brain.modules.train()
+    with pytest.raises(ValueError, match="concat_original"):
+        brain.compute_forward(make_batch(), sb.Stage.TRAIN)

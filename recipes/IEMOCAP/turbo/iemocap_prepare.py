@@ -20,7 +20,6 @@ Authors
  * speechbrain-turbo contributors
 """
 
-import json
 import os
 import random
 import re
@@ -29,6 +28,13 @@ from numbers import Integral, Real
 
 from speechbrain.dataio.audio_io import info as audio_info
 from speechbrain.utils.logger import get_logger
+
+from speechbrain_turbo.preparation import (
+    forget_summary,
+    load_matching_summary,
+    write_json,
+    write_summary,
+)
 
 logger = get_logger(__name__)
 
@@ -122,7 +128,9 @@ def prepare_iemocap(
         ),
         "seed": int(seed),
     }
-    stored = load_previous_summary(save_folder, options)
+    stored = load_matching_summary(
+        save_folder, OPT_FILE, options, [f"{name}.json" for name in SPLITS]
+    )
     if stored is not None:
         logger.info(
             "IEMOCAP manifests in %s match the options, reusing them.",
@@ -182,12 +190,10 @@ def prepare_iemocap(
     os.makedirs(save_folder, exist_ok=True)
     # Remove the old options first: if writing is interrupted, the next
     # call must not reuse a half-written set of manifests.
-    opt_path = os.path.join(save_folder, OPT_FILE)
-    if os.path.exists(opt_path):
-        os.remove(opt_path)
+    forget_summary(save_folder, OPT_FILE)
     for name in SPLITS:
         write_json(splits[name], os.path.join(save_folder, f"{name}.json"))
-    write_json({"options": options, "summary": summary}, opt_path)
+    write_summary(save_folder, OPT_FILE, options, summary)
 
     log_summary(summary)
     summary["reused"] = False
@@ -710,92 +716,6 @@ def count_emotions(entries):
     for entry in entries:
         counts[entry["emo"]] += 1
     return counts
-
-
-def load_previous_summary(save_folder, options):
-    """Returns the stored summary if a previous run can be reused.
-
-    Reuse needs every manifest and an options file equal to ``options``;
-    otherwise the reason for preparing again is logged.
-
-    Arguments
-    ---------
-    save_folder : str
-        Folder of the manifests and of ``prepare_iemocap.json``.
-    options : dict
-        The options of the current call.
-
-    Returns
-    -------
-    summary : dict or None
-        The summary stored by the previous run, or None to re-prepare.
-
-    Example
-    -------
-    >>> import tempfile
-    >>> load_previous_summary(tempfile.mkdtemp(), {"test_session": 5})
-    """
-    opt_path = os.path.join(save_folder, OPT_FILE)
-    if not os.path.isfile(opt_path):
-        logger.info("No previous IEMOCAP preparation in %s.", save_folder)
-        return None
-    missing = [
-        f"{name}.json"
-        for name in SPLITS
-        if not os.path.isfile(os.path.join(save_folder, f"{name}.json"))
-    ]
-    if missing:
-        logger.info("Preparing IEMOCAP again: %s missing.", missing)
-        return None
-    try:
-        with open(opt_path, encoding="utf-8") as f:
-            stored = json.load(f)
-        old_options, summary = stored["options"], stored["summary"]
-    except (OSError, ValueError, KeyError, TypeError) as err:
-        logger.info(
-            "Preparing IEMOCAP again: cannot read %s (%s).", opt_path, err
-        )
-        return None
-    if old_options != options:
-        changed = {
-            key: (old_options.get(key), options.get(key))
-            for key in sorted(set(old_options) | set(options))
-            if old_options.get(key) != options.get(key)
-        }
-        logger.info(
-            "Preparing IEMOCAP again: options changed (old, new): %s.",
-            changed,
-        )
-        return None
-    return summary
-
-
-def write_json(obj, path):
-    r"""Writes a JSON file atomically (to a temporary file, then renamed).
-
-    Arguments
-    ---------
-    obj : object
-        JSON-serialisable content.
-    path : str
-        Destination file.
-
-    Returns
-    -------
-    None
-
-    Example
-    -------
-    >>> import tempfile
-    >>> path = os.path.join(tempfile.mkdtemp(), "a.json")
-    >>> write_json({"x": 1}, path)
-    >>> open(path).read()
-    '{\n  "x": 1\n}'
-    """
-    tmp_path = path + ".tmp"
-    with open(tmp_path, "w", encoding="utf-8") as f:
-        json.dump(obj, f, indent=2)
-    os.replace(tmp_path, path)
 
 
 def log_summary(summary):

@@ -31,9 +31,7 @@ from iemocap_prepare import prepare_iemocap
 from speechbrain.utils.distributed import run_on_main
 from speechbrain.utils.logger import get_logger
 
-from speechbrain_turbo.brain import TurboBrain
-from speechbrain_turbo.dataio import datasets_from_hparams
-from speechbrain_turbo.experiment import check_run_identity, write_run_record
+from speechbrain_turbo.recipe import start_experiment, train_and_test
 
 logger = get_logger(__name__)
 
@@ -59,36 +57,13 @@ def ensure_demo_corpus(hparams):
         hparams["demo_corpus"](output=data_folder)
 
 
-def dataio_prep(hparams):
-    """Screens the manifests for bad inputs (the training labels are the
-    class set), then builds the datasets, tokenising with the pretrained
-    text model's own tokenizer or with SentencePiece trained on the screened
-    training transcripts.
-    """
-    manifests = {
-        "train": hparams["train_annotation"],
-        "valid": hparams["valid_annotation"],
-        "test": hparams["test_annotation"],
-    }
-    return datasets_from_hparams(hparams, manifests, label_key="emo")
-
-
 if __name__ == "__main__":
     hparams_file, run_opts, overrides = sb.parse_arguments(sys.argv[1:])
     sb.utils.distributed.ddp_init_group(run_opts)
     with open(hparams_file, encoding="utf-8") as fin:
         hparams = load_hyperpyyaml(fin, overrides)
 
-    # Never resume another configuration's checkpoints from this folder.
-    run_on_main(
-        check_run_identity,
-        args=[hparams["output_folder"], hparams_file, overrides],
-    )
-    sb.create_experiment_directory(
-        experiment_directory=hparams["output_folder"],
-        hyperparams_to_save=hparams_file,
-        overrides=overrides,
-    )
+    start_experiment(hparams, hparams_file, overrides)
 
     run_on_main(ensure_demo_corpus, args=[hparams])
     run_on_main(
@@ -101,53 +76,14 @@ if __name__ == "__main__":
             "seed": hparams["seed"],
         },
     )
-    # Packages, code revision and manifest checksums, for reproduction.
-    run_on_main(
-        write_run_record,
-        args=[
-            hparams["output_folder"],
-            {
-                "train": hparams["train_annotation"],
-                "valid": hparams["valid_annotation"],
-                "test": hparams["test_annotation"],
-            },
-        ],
+    # Screening, tokenizer, training, test (speechbrain_turbo.recipe).
+    train_and_test(
+        hparams,
+        run_opts,
+        {
+            "train": hparams["train_annotation"],
+            "valid": hparams["valid_annotation"],
+            "test": hparams["test_annotation"],
+        },
+        label_key="emo",
     )
-    datasets = dataio_prep(hparams)
-    num_classes = len(hparams["label_encoder"])
-    if num_classes != hparams["out_n_neurons"]:
-        raise ValueError(
-            f"The training set has {num_classes} classes but out_n_neurons "
-            f"is {hparams['out_n_neurons']}: set --out_n_neurons={num_classes}"
-        )
-    hparams["label_encoder"].expect_len(num_classes)
-
-    brain = TurboBrain(
-        modules=hparams["modules"],
-        opt_class=hparams["opt_class"],
-        hparams=hparams,
-        run_opts=run_opts,
-        checkpointer=hparams["checkpointer"],
-    )
-    brain.fit(
-        brain.hparams.epoch_counter,
-        datasets["train"],
-        datasets["valid"],
-        train_loader_kwargs=hparams["dataloader_options"],
-        valid_loader_kwargs=hparams["test_dataloader_options"],
-    )
-    brain.evaluate(
-        datasets["test"],
-        max_key="UA",
-        test_loader_kwargs=hparams["test_dataloader_options"],
-    )
-    # How the model copes without a modality (e.g. no transcript).
-    for missing in hparams["test_without"]:
-        if missing in hparams["modalities"] and len(hparams["modalities"]) > 1:
-            brain.evaluate_without(
-                [missing],
-                datasets["test"],
-                max_key="UA",
-                test_loader_kwargs=hparams["test_dataloader_options"],
-            )
-    brain.leave_process_group()

@@ -1,0 +1,108 @@
+"""The steps every Turbo recipe runs once its manifests exist.
+
+A recipe's ``train.py`` parses its arguments, loads its hparams, starts the
+experiment folder (:func:`start_experiment`), prepares its corpus, then
+calls :func:`train_and_test`: screening, tokenizer and datasets, training
+with the best checkpoint chosen on validation UA, the test, and the test
+again without each modality of ``test_without``.
+
+Authors
+ * speechbrain-turbo contributors
+"""
+
+import speechbrain as sb
+from speechbrain.utils.distributed import run_on_main
+
+from speechbrain_turbo.brain import TurboBrain
+from speechbrain_turbo.dataio import datasets_from_hparams
+from speechbrain_turbo.experiment import check_run_identity, write_run_record
+
+
+def start_experiment(hparams, hparams_file, overrides):
+    """Creates the output folder, refusing one made with other settings.
+
+    Arguments
+    ---------
+    hparams : dict
+        The loaded hyperparameters (``output_folder``).
+    hparams_file : str
+        The recipe's hparams file, copied into the folder.
+    overrides : str
+        The command-line overrides, recorded with it.
+
+    Returns
+    -------
+    None
+    """
+    # Never resume another configuration's checkpoints from this folder.
+    run_on_main(
+        check_run_identity,
+        args=[hparams["output_folder"], hparams_file, overrides],
+    )
+    sb.create_experiment_directory(
+        experiment_directory=hparams["output_folder"],
+        hyperparams_to_save=hparams_file,
+        overrides=overrides,
+    )
+
+
+def train_and_test(hparams, run_opts, manifests, label_key):
+    """Trains a :class:`TurboBrain` on the manifests and tests it.
+
+    Arguments
+    ---------
+    hparams : dict
+        The loaded hyperparameters of a Turbo recipe.
+    run_opts : dict
+        SpeechBrain's run options (device, DDP, precision...).
+    manifests : dict
+        ``train``, ``valid`` and ``test`` manifest paths (JSON or CSV).
+    label_key : str
+        The manifests' label field.
+
+    Returns
+    -------
+    TurboBrain
+        The trained brain, its best checkpoint loaded.
+    """
+    # Packages, code revision and manifest checksums, for reproduction.
+    run_on_main(write_run_record, args=[hparams["output_folder"], manifests])
+    datasets = datasets_from_hparams(hparams, manifests, label_key=label_key)
+    num_classes = len(hparams["label_encoder"])
+    if num_classes != hparams["out_n_neurons"]:
+        raise ValueError(
+            f"The training set has {num_classes} classes but out_n_neurons "
+            f"is {hparams['out_n_neurons']}: set --out_n_neurons={num_classes}"
+        )
+    hparams["label_encoder"].expect_len(num_classes)
+
+    brain = TurboBrain(
+        modules=hparams["modules"],
+        opt_class=hparams["opt_class"],
+        hparams=hparams,
+        run_opts=run_opts,
+        checkpointer=hparams["checkpointer"],
+    )
+    brain.fit(
+        brain.hparams.epoch_counter,
+        datasets["train"],
+        datasets["valid"],
+        train_loader_kwargs=hparams["dataloader_options"],
+        valid_loader_kwargs=hparams["test_dataloader_options"],
+    )
+    brain.evaluate(
+        datasets["test"],
+        max_key="UA",
+        test_loader_kwargs=hparams["test_dataloader_options"],
+    )
+    # How the model copes without a modality (e.g. no transcript).
+    for missing in hparams["test_without"]:
+        if missing in hparams["modalities"] and len(hparams["modalities"]) > 1:
+            brain.evaluate_without(
+                [missing],
+                datasets["test"],
+                max_key="UA",
+                test_loader_kwargs=hparams["test_dataloader_options"],
+            )
+    brain.leave_process_group()
+    return brain

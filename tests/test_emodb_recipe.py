@@ -1,0 +1,177 @@
+"""The EmoDB recipe (recipes/EmoDB/turbo): its preparation on a generated
+tree in EmoDB's layout, and a training run with the default settings on a
+corpus of 10 distinct sentences.
+"""
+
+import csv
+import json
+import math
+import os
+import sys
+
+import pytest
+import torch
+from conftest import REPO, run_python
+from speechbrain.dataio import audio_io
+
+RECIPE = os.path.join(REPO, "recipes", "EmoDB", "turbo")
+sys.path.insert(0, RECIPE)
+from emodb_prepare import EMOTIONS, FOLDS, SENTENCES, prepare_emodb  # noqa: E402
+
+SPEAKERS = sorted(s for pair in FOLDS.values() for s in pair)
+TEXT_CODES = sorted(SENTENCES)
+EMOTION_LETTERS = sorted(EMOTIONS)
+
+
+def make_tree(folder):
+    """One 0.4 s file per speaker and emotion (70), 22.05 kHz as the public
+    copy; each speaker reads 7 of the 10 sentences, all 10 in training."""
+    wav_folder = folder / "wav"
+    wav_folder.mkdir(parents=True)
+    generator = torch.Generator().manual_seed(0)
+    names = []
+    for s, speaker in enumerate(SPEAKERS):
+        for e, letter in enumerate(EMOTION_LETTERS):
+            text = TEXT_CODES[(s + e) % len(TEXT_CODES)]
+            name = f"{speaker}{text}{letter}a.wav"
+            t = torch.arange(int(22050 * 0.4)) / 22050
+            wav = 0.3 * torch.sin(2 * math.pi * (150 + 40 * e) * t)
+            wav += 0.02 * torch.randn(len(t), generator=generator)
+            audio_io.save(str(wav_folder / name), wav[None], 22050)
+            names.append(name)
+    # Not utterances: counted and reported, not read.
+    (wav_folder / "notes.txt").write_text("not audio")
+    audio_io.save(str(wav_folder / "take2.wav"), torch.zeros(1, 100), 22050)
+    return names
+
+
+@pytest.fixture(scope="module")
+def emodb_tree(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("emodb") / "EmoDB"
+    make_tree(folder)
+    return folder
+
+
+def read_rows(path):
+    with open(path, newline="", encoding="utf-8") as f:
+        return list(csv.DictReader(f))
+
+
+def test_prepare_writes_speaker_independent_manifests(emodb_tree, tmp_path):
+    summary = prepare_emodb(str(emodb_tree), str(tmp_path), test_fold=2)
+    assert summary["speakers"] == {
+        "test": ["09", "10"],
+        "valid": ["11", "13"],
+        "train": ["03", "08", "12", "14", "15", "16"],
+    }
+    assert summary["ignored"] == ["notes.txt", "take2.wav"]
+    rows = {
+        split: read_rows(tmp_path / f"{split}.csv")
+        for split in summary["speakers"]
+    }
+    assert list(rows["train"][0]) == [
+        "ID",
+        "wav",
+        "text",
+        "label",
+        "speaker",
+        "duration",
+    ]
+    for split, split_rows in rows.items():
+        assert len(split_rows) == 7 * len(summary["speakers"][split])
+        assert {r["speaker"] for r in split_rows} == set(
+            summary["speakers"][split]
+        )
+        assert sorted(r["label"] for r in split_rows) == sorted(
+            list(EMOTIONS.values()) * len(summary["speakers"][split])
+        )
+        for r in split_rows:
+            assert r["wav"] == f"$data_root/wav/{r['ID']}.wav"
+            assert r["text"] == SENTENCES[r["ID"][2:5]]
+            assert float(r["duration"]) == pytest.approx(0.4, abs=1e-3)
+    assert len({r["text"] for r in rows["train"]}) == 10
+
+
+def test_prepare_reuses_or_redoes_when_the_options_change(emodb_tree, tmp_path):
+    first = prepare_emodb(str(emodb_tree), str(tmp_path), test_fold=5)
+    assert not first["reused"]
+    assert first["speakers"]["valid"] == ["03", "08"]
+    assert prepare_emodb(str(emodb_tree), str(tmp_path), test_fold=5)["reused"]
+    changed = prepare_emodb(
+        str(emodb_tree), str(tmp_path), test_fold=5, valid_fold=3
+    )
+    assert not changed["reused"]
+    valid = read_rows(tmp_path / "valid.csv")
+    assert {r["speaker"] for r in valid} == {"11", "13"}
+    # A deleted manifest is written again.
+    os.remove(tmp_path / "test.csv")
+    assert not prepare_emodb(
+        str(emodb_tree), str(tmp_path), test_fold=5, valid_fold=3
+    )["reused"]
+
+
+@pytest.mark.parametrize(
+    "name, message",
+    [
+        ("03x01Wa.wav", None),
+        ("03a03Wa.wav", "unknown text code"),
+        ("04a01Wa.wav", "unknown speaker"),
+        ("03a01Xa.wav", "unknown emotion letter"),
+    ],
+)
+def test_prepare_names_the_file_it_cannot_place(tmp_path, name, message):
+    (tmp_path / "wav").mkdir()
+    audio_io.save(str(tmp_path / "wav" / name), torch.zeros(1, 100), 16000)
+    audio_io.save(
+        str(tmp_path / "wav" / "03a01Wa.wav"), torch.zeros(1, 100), 16000
+    )
+    if message is None:
+        summary = prepare_emodb(
+            str(tmp_path), str(tmp_path / "out"), test_fold=1
+        )
+        assert summary["ignored"] == [name]
+        return
+    with pytest.raises(ValueError, match=message) as err:
+        prepare_emodb(str(tmp_path), str(tmp_path / "out"))
+    assert name in str(err.value)
+
+
+def test_prepare_refuses_a_folder_without_wav(tmp_path):
+    with pytest.raises(FileNotFoundError, match="holding wav/"):
+        prepare_emodb(str(tmp_path), str(tmp_path / "out"))
+    with pytest.raises(ValueError, match="valid_fold"):
+        prepare_emodb(
+            str(tmp_path), str(tmp_path / "out"), test_fold=2, valid_fold=2
+        )
+
+
+def test_recipe_trains_on_ten_sentences_with_the_default_vocabulary(
+    emodb_tree, tmp_path
+):
+    output = tmp_path / "run"
+    result = run_python(
+        RECIPE,
+        "train.py",
+        "hparams/small.yaml",
+        f"--data_folder={emodb_tree}",
+        f"--output_folder={output}",
+        # Tiny model and one epoch; the tokenizer keeps its default.
+        "--number_of_epochs=1",
+        "--batch_size=8",
+        "--n_mels=20",
+        "--ecapa_channels=16",
+        "--audio_embedding_dim=16",
+        "--text_channels=16",
+        "--token_embedding_dim=8",
+        "--projection_dim=8",
+        "--fusion_dim=16",
+    )
+    log = result.stdout + result.stderr
+    assert result.returncode == 0, log[-4000:]
+    assert "vocab_size 300 is more than the training transcripts allow" in log
+    (model,) = (output / "save" / "tokenizer").glob("*_unigram.model")
+    assert int(model.name.split("_")[0]) < 300
+    metrics = json.loads((output / "test_metrics.json").read_text())
+    assert 0.0 <= metrics["UA"] <= 1.0
+    assert len(read_rows(output / "test_predictions.csv")) == 14
+    assert (output / "test_metrics_without_text.json").exists()
