@@ -12,6 +12,10 @@ The hparams it reads:
 - ``turbo_weight`` (float) and ``twin_pass`` (True, False or "sequential").
   ``turbo_weight: 0`` with ``twin_pass: False`` is the plain cross-entropy
   baseline on the same code path.
+- optional, other uses of the two views: ``consistency_weight`` (default 0)
+  adds the symmetric KL between their class posteriors (R-Drop);
+  ``turbo_warmup_epochs`` (default 0) ramps ``turbo_weight`` up linearly
+  over the first epochs.
 - optional: ``wav_augment`` (e.g. SpeechBrain's ``Augmenter`` with speed
   perturbation and noise), applied to the training waveforms once, before
   the twin pass doubles the batch, so the two views differ only by
@@ -53,6 +57,34 @@ logger = get_logger(__name__)
 TWIN_PASS_MODES = (True, False, "sequential")
 
 
+def symmetric_kl(first_logits, second_logits):
+    """Symmetric KL divergence between two views' class posteriors, as in
+    R-Drop (Liang et al., 2021): ``(KL(p1 || p2) + KL(p2 || p1)) / 2``,
+    averaged over rows.
+
+    Arguments
+    ---------
+    first_logits, second_logits : torch.Tensor
+        ``[B, C]`` logits of the two views.
+
+    Returns
+    -------
+    torch.Tensor
+        0-dim tensor.
+
+    Example
+    -------
+    >>> logits = torch.randn(4, 3)
+    >>> float(symmetric_kl(logits, logits))
+    0.0
+    """
+    first = first_logits.log_softmax(dim=-1)
+    second = second_logits.log_softmax(dim=-1)
+    forward = F.kl_div(second, first, log_target=True, reduction="batchmean")
+    backward = F.kl_div(first, second, log_target=True, reduction="batchmean")
+    return (forward + backward) / 2
+
+
 class TurboBrain(sb.Brain):
     """Brain for Turbo: twin pass in training, one pass in evaluation.
 
@@ -89,6 +121,11 @@ class TurboBrain(sb.Brain):
             )
         if not self.modalities:
             raise ValueError("hparams key modalities lists no modality")
+        if self.consistency_weight > 0 and not twin_pass:
+            raise ValueError(
+                f"consistency_weight={self.consistency_weight} compares two "
+                "views: set twin_pass to True or sequential"
+            )
         needed = [f"{m}_encoder" for m in self.modalities]
         needed += ["fusion", "classifier"]
         if self.turbo_weight > 0:
@@ -116,6 +153,23 @@ class TurboBrain(sb.Brain):
     def turbo_weight(self):
         """Weight of the contrastive term (0 disables it)."""
         return float(self.hparams.turbo_weight)
+
+    @property
+    def consistency_weight(self):
+        """Weight of the symmetric KL between the two views' class
+        posteriors (R-Drop; hparams ``consistency_weight``, default 0).
+        """
+        return float(getattr(self.hparams, "consistency_weight", 0.0))
+
+    def _scheduled_turbo_weight(self):
+        """``turbo_weight``, ramped up linearly over the first
+        ``turbo_warmup_epochs`` epochs (hparams, default 0: no ramp).
+        """
+        warmup = int(getattr(self.hparams, "turbo_warmup_epochs", 0))
+        counter = getattr(self.hparams, "epoch_counter", None)
+        if warmup <= 0 or counter is None:
+            return self.turbo_weight
+        return self.turbo_weight * min(1.0, counter.current / warmup)
 
     def _wrap_distributed(self):
         """SpeechBrain's DDP wrapping, with BatchNorm left alone on CPU.
@@ -376,6 +430,10 @@ class TurboBrain(sb.Brain):
 
         loss = ce
         terms = {"CE": ce}
+        if num_views == 2 and self.consistency_weight > 0:
+            consistency = symmetric_kl(*logits.float().chunk(2))
+            loss = loss + self.consistency_weight * consistency
+            terms["consistency"] = consistency
         if predictions["views"] is not None:
             self._warn_if_views_identical(predictions["views"])
             turbo = self.modules.turbo_loss(
@@ -383,7 +441,7 @@ class TurboBrain(sb.Brain):
                 labels=labels,
                 groups=self._negative_groups(batch),
             )
-            loss = ce + self.turbo_weight * turbo["loss"]
+            loss = loss + self._scheduled_turbo_weight() * turbo["loss"]
             terms.update(
                 in_modal=turbo["in_modal"],
                 cross_modal=turbo["cross_modal"],
@@ -711,6 +769,10 @@ class TurboBrain(sb.Brain):
         }
         if self.missing_modalities:
             report["without"] = list(self.missing_modalities)
+        else:
+            # CPU time of this process so far (all its threads): preparation,
+            # training and this test. A resumed run counts its last part only.
+            report["process_cpu_minutes"] = time.process_time() / 60
         with open(
             os.path.join(folder, f"test_predictions{suffix}.csv"),
             "w",

@@ -14,6 +14,10 @@ L2-normalised and ``s(x, y) = x . y / temperature``::
 Negatives ``j`` can be left out of a row's denominator: those sharing row
 ``i``'s label (``label_aware``) and those sharing its group (``groups``, e.g.
 the same transcript), since identical or same-class inputs are not negatives.
+With ``label_positives`` the same-label columns are positives instead, as in
+supervised contrastive learning (Khosla et al., 2020): ``l(x -> y)`` of row
+``i`` is then the mean over its positives ``p`` of
+``-log( exp s(x_i, y_p) / sum_j exp s(x_i, y_j) )``.
 
 Under DDP (``gather_across_ranks``, on by default there) every process
 gathers all processes' views, labels and groups, and computes the loss of
@@ -46,6 +50,9 @@ class TurboLoss(torch.nn.Module):
         Weight of the cross-modal term (audio-text).
     label_aware : bool
         If True and labels are given, same-label items are not negatives.
+    label_positives : bool
+        If True and labels are given, same-label items are positives
+        (supervised contrastive); ``label_aware`` is then moot.
     learn_temperature : bool
         If True, the inverse temperature is a parameter initialised to
         ``1 / temperature`` (stored as its log) and clamped at 100.
@@ -75,6 +82,7 @@ class TurboLoss(torch.nn.Module):
         label_aware=False,
         learn_temperature=False,
         gather_across_ranks=None,
+        label_positives=False,
     ):
         super().__init__()
         self.gather_across_ranks = gather_across_ranks
@@ -83,6 +91,7 @@ class TurboLoss(torch.nn.Module):
         self.in_modal_weight = in_modal_weight
         self.cross_modal_weight = cross_modal_weight
         self.label_aware = label_aware
+        self.label_positives = label_positives
         self.learn_temperature = learn_temperature
         log_scale = torch.tensor(math.log(1.0 / temperature))
         if learn_temperature:
@@ -148,7 +157,8 @@ class TurboLoss(torch.nn.Module):
             }
             first = unit[next(iter(unit))][0]
             rows = first.shape[0]
-            labels = labels if self.label_aware else None
+            if not (self.label_aware or self.label_positives):
+                labels = None
             labels, groups = (
                 None if key is None else key.reshape(-1).to(first.device)
                 for key in (labels, groups)
@@ -170,14 +180,25 @@ class TurboLoss(torch.nn.Module):
                 labels, groups = _gather(labels), _gather(groups)
             else:
                 offset, columns = 0, unit
-            masked = self._masked_negatives(rows, offset, labels, groups)
             targets = torch.arange(rows, device=first.device) + offset
+            positives = None
+            if self.label_positives and labels is not None:
+                positives = labels[offset : offset + rows, None] == labels
+                masked = self._masked_negatives(rows, offset, None, groups)
+                if masked is not None:
+                    masked = masked & ~positives
+            else:
+                masked = self._masked_negatives(rows, offset, labels, groups)
 
             def direction(x, y_all):
+                """l(x -> y): each row of x against every column of y."""
                 logits = scale * (x @ y_all.T)
                 if masked is not None:
                     logits = logits.masked_fill(masked, float("-inf"))
-                return F.cross_entropy(logits, targets)
+                if positives is None:
+                    return F.cross_entropy(logits, targets)
+                log_p = logits.log_softmax(dim=-1).masked_fill(~positives, 0)
+                return -(log_p.sum(dim=-1) / positives.sum(dim=-1)).mean()
 
             def sym(m, i, n, j):
                 """sym(view i of modality m, view j of modality n)."""

@@ -457,3 +457,52 @@ def test_wav_augment_that_changes_the_batch_size_is_refused():
     brain.modules.train()
     with pytest.raises(ValueError, match="concat_original"):
         brain.compute_forward(make_batch(), sb.Stage.TRAIN)
+
+
+def test_consistency_term_is_the_symmetric_kl_of_the_two_views():
+    brain = make_brain(turbo_weight=0.0, consistency_weight=2.0)
+    brain.modules.train()
+    batch = make_batch()
+    brain.on_stage_start(sb.Stage.TRAIN)
+    out = brain.compute_forward(batch, sb.Stage.TRAIN)
+    loss = brain.compute_objectives(out, batch, sb.Stage.TRAIN)
+    labels = batch.label.data.reshape(-1)
+    first, second = out["logits"][:4], out["logits"][4:]
+    ce = (F.cross_entropy(first, labels) + F.cross_entropy(second, labels)) / 2
+    p, q = first.softmax(-1), second.softmax(-1)
+    kl_pq = (p * (p.log() - q.log())).sum(-1).mean()
+    kl_qp = (q * (q.log() - p.log())).sum(-1).mean()
+    expected = ce + 2.0 * (kl_pq + kl_qp) / 2
+    assert float(kl_pq) > 0
+    assert loss.item() == pytest.approx(float(expected), abs=1e-6)
+    brain.on_stage_end(sb.Stage.TRAIN, float(loss))
+    assert "consistency" in brain.train_stats
+
+
+def test_consistency_needs_the_twin_pass():
+    with pytest.raises(ValueError, match="consistency_weight"):
+        make_brain(turbo_weight=0.0, twin_pass=False, consistency_weight=1.0)
+
+
+def test_turbo_weight_warms_up_linearly():
+    counter = sb.utils.epoch_loop.EpochCounter(limit=10)
+    brain = make_brain(
+        turbo_weight=0.4, turbo_warmup_epochs=4, epoch_counter=counter
+    )
+    weights = []
+    for _ in range(6):
+        next(counter)
+        weights.append(brain._scheduled_turbo_weight())
+    assert weights == pytest.approx([0.1, 0.2, 0.3, 0.4, 0.4, 0.4])
+    # The scheduled weight is the one in the loss.
+    brain.modules.train()
+    batch = make_batch()
+    brain.on_stage_start(sb.Stage.TRAIN)
+    counter.current = 1
+    out = brain.compute_forward(batch, sb.Stage.TRAIN)
+    loss = brain.compute_objectives(out, batch, sb.Stage.TRAIN)
+    ce = brain.train_sums["CE"]
+    turbo = brain.modules.turbo_loss(
+        out["views"], groups=transcript_group_ids(batch.transcript)
+    )["loss"]
+    assert loss.item() == pytest.approx(float(ce + 0.1 * turbo), abs=1e-6)

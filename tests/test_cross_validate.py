@@ -1,18 +1,10 @@
 """The cross-validation runner: resume, locking and tables."""
 
 import fcntl
-import importlib
 import json
 import os
-import sys
 
-sys.path.insert(
-    0,
-    os.path.join(
-        os.path.dirname(__file__), os.pardir, "recipes", "IEMOCAP", "turbo"
-    ),
-)
-cross_validate = importlib.import_module("cross_validate")
+from speechbrain_turbo import cross_validate
 
 
 def fake_metrics(folder, ua):
@@ -24,6 +16,7 @@ def fake_metrics(folder, ua):
                 "UA": ua,
                 "macro_F1": ua - 0.01,
                 "epoch": 3,
+                "process_cpu_minutes": 12.0,
                 "selected_on_valid": {"UA": ua + 0.05},
             },
             f,
@@ -34,14 +27,16 @@ def test_finished_runs_are_not_run_again_and_tables_are_written(
     tmp_path, capsys
 ):
     root = tmp_path / "cv"
-    fake_metrics(root / "demo" / "session5_seed1", 0.5)
-    fake_metrics(root / "demo" / "session5_seed2", 0.7)
+    fake_metrics(root / "demo" / "fold5_seed1", 0.5)
+    fake_metrics(root / "demo" / "fold5_seed2", 0.7)
     without_text = (
-        root / "demo" / "session5_seed2" / "test_metrics_without_text.json"
+        root / "demo" / "fold5_seed2" / "test_metrics_without_text.json"
     )
     without_text.write_text(json.dumps({"UA": 0.3, "without": ["text"]}))
     # A missing hparams file would make any real run fail: none may start.
     cross_validate.main(
+        str(tmp_path / "train.py"),
+        "test_session",
         [
             "missing.yaml",
             "--name=demo",
@@ -51,24 +46,62 @@ def test_finished_runs_are_not_run_again_and_tables_are_written(
             "1",
             "2",
             f"--output_root={root}",
-        ]
+        ],
     )
     table = (root / "demo" / "results.md").read_text()
-    assert "| 5 | 1 | 0.5500 | 0.5100 | 0.5000 | 0.4900 | - | 3 |" in table
+    assert (
+        "| 5 | 1 | 0.5500 | 0.5100 | 0.5000 | 0.4900 | - | 12.0000 | 3 |"
+        in table
+    )
     assert "0.6000 ± 0.1414" in table  # mean ± sample std of test UA
-    assert "| 5 | 2 | 0.7500 | 0.7100 | 0.7000 | 0.6900 | 0.3000 | 3 |" in table
+    assert (
+        "| 5 | 2 | 0.7500 | 0.7100 | 0.7000 | 0.6900 | 0.3000 | 12.0000 | 3 |"
+        in table
+    )
     csv_text = (root / "demo" / "results.csv").read_text()
-    assert csv_text.splitlines()[0].startswith("session,seed,valid_UA,WA")
+    assert csv_text.splitlines()[0].startswith("fold,seed,valid_UA,WA")
     assert "python cross_validate.py missing.yaml" in capsys.readouterr().out
 
 
 def test_a_run_locked_by_another_process_is_skipped(tmp_path):
-    folder = tmp_path / "session1_seed1"
+    folder = tmp_path / "fold1_seed1"
     folder.mkdir()
     with open(folder / ".lock", "w") as held:
         fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
         result = cross_validate.run_one(
-            "missing.yaml", str(folder), 1, 1, [], threads=1
+            str(tmp_path / "train.py"),
+            "test_session",
+            "missing.yaml",
+            str(folder),
+            1,
+            1,
+            [],
+            threads=1,
         )
     assert result is None
     assert not (folder / "stdout.txt").exists()
+
+
+def test_collect_tabulates_every_configuration(tmp_path):
+    for name, uas in (("baseline", (0.5, 0.6)), ("turbo", (0.7, 0.7))):
+        for seed, ua in enumerate(uas, start=1):
+            fake_metrics(tmp_path / "sweep" / name / f"fold4_seed{seed}", ua)
+        cross_validate.main(
+            str(tmp_path / "train.py"),
+            "test_fold",
+            [
+                "missing.yaml",
+                f"--name={name}",
+                "--folds",
+                "4",
+                "--seeds",
+                "1",
+                "2",
+                f"--output_root={tmp_path / 'sweep'}",
+            ],
+        )
+    table = cross_validate.collect(str(tmp_path / "sweep"))
+    assert "| baseline | 2 | 60.0 ± 7.1 | 56.0 ± 7.1 | 55.0 ± 7.1 |" in table
+    assert "| turbo | 2 | 75.0 ± 0.0 | 71.0 ± 0.0 | 70.0 ± 0.0 |" in table
+    assert table.rstrip().endswith("| - | 12.0 ± 0.0 |")
+    assert (tmp_path / "sweep" / "summary.md").read_text() == table

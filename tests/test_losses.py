@@ -9,8 +9,12 @@ import torch
 from speechbrain_turbo.losses import TurboLoss
 
 
-def reference_turbo(views, temperature, w_in, w_cross, labels, groups):
-    """The issue's definition, one row and one term at a time."""
+def reference_turbo(
+    views, temperature, w_in, w_cross, labels, groups, positive_labels=None
+):
+    """The definition, one row and one term at a time. With
+    ``positive_labels``, same-label columns are positives (supervised
+    contrastive): the row's loss is the mean over them."""
 
     def unit(v):
         return [x / math.sqrt(sum(float(c) ** 2 for c in x)) for x in v]
@@ -18,8 +22,13 @@ def reference_turbo(views, temperature, w_in, w_cross, labels, groups):
     def dot(x, y):
         return sum(float(a) * float(b) for a, b in zip(x, y))
 
+    def positive(i, j):
+        if positive_labels is None:
+            return i == j
+        return positive_labels[i] == positive_labels[j]
+
     def excluded(i, j):
-        if i == j:
+        if positive(i, j):
             return False
         if labels is not None and labels[i] == labels[j]:
             return True
@@ -33,9 +42,12 @@ def reference_turbo(views, temperature, w_in, w_cross, labels, groups):
                 for j in range(len(y))
                 if not excluded(i, j)
             )
-            total += -math.log(
-                math.exp(dot(x[i], y[i]) / temperature) / denominator
-            )
+            terms = [
+                -math.log(math.exp(dot(x[i], y[p]) / temperature) / denominator)
+                for p in range(len(y))
+                if positive(i, p)
+            ]
+            total += sum(terms) / len(terms)
         return total / len(x)
 
     def sym(x, y):
@@ -99,6 +111,34 @@ def test_matches_definition(num_modalities, label_aware, use_groups, weights):
     for key in ("loss", "in_modal", "cross_modal"):
         assert out[key].dim() == 0
         assert out[key].item() == pytest.approx(expected[key], abs=1e-5)
+
+
+@pytest.mark.parametrize("num_modalities", [1, 2])
+@pytest.mark.parametrize("use_groups", [False, True])
+def test_label_positives_match_the_supervised_contrastive_definition(
+    num_modalities, use_groups
+):
+    views = random_views(num_modalities, seed=3)
+    labels = torch.tensor([0, 1, 0, 2, 1, 0])
+    # Rows 0 and 3 share a group but not a label: masked; rows 1 and 4
+    # share both: positives.
+    groups = torch.tensor([7, 8, 9, 7, 8, 11]) if use_groups else None
+    loss_fn = TurboLoss(temperature=0.2, label_positives=True)
+    out = loss_fn(views, labels=labels, groups=groups)
+    expected = reference_turbo(
+        views,
+        0.2,
+        1.0,
+        1.0,
+        None,
+        groups.tolist() if use_groups else None,
+        positive_labels=labels.tolist(),
+    )
+    for key in ("loss", "in_modal", "cross_modal"):
+        assert out[key].item() == pytest.approx(expected[key], abs=1e-5)
+    # Without labels it is the plain loss.
+    plain = TurboLoss(temperature=0.2)(views, groups=groups)["loss"]
+    assert float(loss_fn(views, groups=groups)["loss"]) == float(plain)
 
 
 def test_labels_ignored_unless_label_aware():

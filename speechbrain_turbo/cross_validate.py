@@ -1,0 +1,356 @@
+"""Runs a recipe's train.py over folds and seeds, then tabulates.
+
+Each run selects its checkpoint on its validation set only (train.py does);
+this collects the test metrics of the selected checkpoints and writes
+``results.csv`` and ``results.md`` (one row per run, then mean and standard
+deviation) under ``<output_root>/<name>``. Finished runs (those with a
+``test_metrics.json``) are not run again, so an interrupted sweep resumes.
+A recipe exposes it through a small ``cross_validate.py`` that names its
+``train.py`` and its fold key (``test_session`` for IEMOCAP, ``test_fold``
+for EmoDB).
+
+Example, Turbo and the baseline on the IEMOCAP demo corpus, test session 5,
+3 seeds (from recipes/IEMOCAP/turbo):
+    > python cross_validate.py hparams/demo.yaml --name turbo \
+        --folds 5 --seeds 1 2 3
+    > python cross_validate.py hparams/demo.yaml --name baseline \
+        --folds 5 --seeds 1 2 3 -- --turbo_weight=0 --twin_pass=False
+
+Authors
+ * speechbrain-turbo contributors
+"""
+
+import argparse
+import csv
+import fcntl
+import json
+import os
+import statistics
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
+
+METRICS = ("WA", "UA", "macro_F1")
+# The columns of collect's table.
+COLUMNS = ("valid_UA", *METRICS, "UA_without_text", "cpu_minutes")
+
+
+def run_one(
+    train_py, fold_key, hparams_file, run_folder, fold, seed, overrides, threads
+):
+    """Trains and tests one fold and seed, unless it already finished.
+
+    Arguments
+    ---------
+    train_py : str
+        The recipe's train.py (run from its folder).
+    fold_key : str
+        The hparams key of the test fold (e.g. ``test_session``).
+    hparams_file : str
+        The recipe's hparams file.
+    run_folder : str
+        Output folder of this run.
+    fold : int
+        The test fold.
+    seed : int
+        Random seed.
+    overrides : list of str
+        Extra ``--key=value`` overrides for train.py.
+    threads : int
+        CPU threads of the run (OMP_NUM_THREADS).
+
+    Returns
+    -------
+    dict or None
+        The run's ``test_metrics.json``, or None if it failed or another
+        process is training it.
+    """
+    metrics_file = os.path.join(run_folder, "test_metrics.json")
+    if not os.path.exists(metrics_file):
+        os.makedirs(run_folder, exist_ok=True)
+        # Two sweeps sharing a folder must not train the same run at once:
+        # the second would resume from the first's checkpoints mid-epoch.
+        lock = open(os.path.join(run_folder, ".lock"), "w")
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            print(f"SKIPPED: {run_folder} is being trained by another process")
+            return None
+        command = [
+            sys.executable,
+            train_py,
+            hparams_file,
+            f"--seed={seed}",
+            f"--{fold_key}={fold}",
+            f"--output_folder={run_folder}",
+            *overrides,
+        ]
+        env = dict(os.environ, OMP_NUM_THREADS=str(threads))
+        log_path = os.path.join(run_folder, "stdout.txt")
+        with lock:
+            # It may have finished in another process since the check above.
+            if not os.path.exists(metrics_file):
+                with open(log_path, "w", encoding="utf-8") as log:
+                    done = subprocess.run(
+                        command,
+                        cwd=os.path.dirname(train_py),
+                        env=env,
+                        stdout=log,
+                        stderr=log,
+                    )
+                if done.returncode != 0:
+                    print(f"FAILED: fold {fold}, seed {seed}: see {log_path}")
+                    return None
+    with open(metrics_file, encoding="utf-8") as f:
+        return json.load(f)
+
+
+def _without_text_UA(run_folder):
+    """Test UA of the run's test without transcripts, if it has one."""
+    path = os.path.join(run_folder, "test_metrics_without_text.json")
+    if not os.path.exists(path):
+        return None
+    with open(path, encoding="utf-8") as f:
+        return json.load(f)["UA"]
+
+
+def summarise(rows):
+    """Mean and sample standard deviation of each metric over the runs.
+
+    Arguments
+    ---------
+    rows : list of dict
+        One dict per finished run, with the keys in ``METRICS``.
+
+    Returns
+    -------
+    dict
+        ``metric -> (mean, std)``; std is 0 for a single run.
+
+    Example
+    -------
+    >>> s = summarise([{"WA": 0.5, "UA": 0.4, "macro_F1": 0.3}] * 2)
+    >>> s["WA"]
+    (0.5, 0.0)
+    """
+    summary = {}
+    for key in (*METRICS, "valid_UA", "UA_without_text", "cpu_minutes"):
+        values = [r[key] for r in rows if r.get(key) is not None]
+        if values:
+            std = statistics.stdev(values) if len(values) > 1 else 0.0
+            summary[key] = (statistics.mean(values), std)
+    return summary
+
+
+def write_tables(rows, summary, folder, command):
+    """Writes results.csv and results.md; returns the Markdown text.
+
+    Arguments
+    ---------
+    rows : list of dict
+        One dict per finished run.
+    summary : dict
+        Output of :func:`summarise`.
+    folder : str
+        Where the tables go.
+    command : str
+        The command line that produced them (written above the table).
+
+    Returns
+    -------
+    str
+        The Markdown table.
+    """
+    columns = ["fold", "seed", "valid_UA", *METRICS, "UA_without_text"]
+    columns += ["cpu_minutes", "epoch", "folder"]
+    with open(
+        os.path.join(folder, "results.csv"), "w", newline="", encoding="utf-8"
+    ) as f:
+        writer = csv.DictWriter(f, fieldnames=columns)
+        writer.writeheader()
+        writer.writerows(rows)
+    lines = [
+        f"Command: `{command}`",
+        "",
+        "| test fold | seed | valid UA | test WA | test UA | test macro-F1 "
+        "| test UA without text | CPU minutes | epoch | run folder |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    scored = ("valid_UA", *METRICS, "UA_without_text", "cpu_minutes")
+    for r in rows:
+        scores = [r.get(k) for k in scored]
+        lines.append(
+            f"| {r['fold']} | {r['seed']} | "
+            + " | ".join("-" if v is None else f"{v:.4f}" for v in scores)
+            + f" | {r['epoch']} | {r['folder']} |"
+        )
+    lines.append(
+        f"| mean ± std ({len(rows)} runs) | | "
+        + " | ".join(
+            f"{summary[k][0]:.4f} ± {summary[k][1]:.4f}"
+            if k in summary
+            else "-"
+            for k in scored
+        )
+        + " | | |"
+    )
+    text = "\n".join(lines) + "\n"
+    with open(os.path.join(folder, "results.md"), "w", encoding="utf-8") as f:
+        f.write(text)
+    return text
+
+
+def main(train_py, fold_key, argv=None):
+    """Parses the command line, runs the sweep and writes the tables.
+
+    Arguments
+    ---------
+    train_py : str
+        The recipe's train.py.
+    fold_key : str
+        The hparams key of the test fold.
+    argv : list of str, optional
+        The command line (default: ``sys.argv[1:]``).
+
+    Returns
+    -------
+    None
+    """
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0],
+        epilog="Arguments after -- go to train.py as overrides.",
+    )
+    parser.add_argument("hparams_file")
+    parser.add_argument("--name", required=True, help="configuration name")
+    parser.add_argument("--folds", type=int, nargs="+", default=[1, 2, 3, 4, 5])
+    parser.add_argument("--seeds", type=int, nargs="+", default=[1234])
+    parser.add_argument("--jobs", type=int, default=1, help="parallel runs")
+    parser.add_argument("--threads", type=int, default=1, help="per run")
+    parser.add_argument("--output_root", default="results/cross_validation")
+    argv = sys.argv[1:] if argv is None else argv
+    command = "python cross_validate.py " + " ".join(argv)
+    overrides = []
+    if "--" in argv:
+        cut = argv.index("--")
+        argv, overrides = argv[:cut], argv[cut + 1 :]
+    args = parser.parse_args(argv)
+
+    folder = os.path.abspath(os.path.join(args.output_root, args.name))
+    hparams_file = os.path.abspath(args.hparams_file)
+    plan = [(fold, seed) for fold in args.folds for seed in args.seeds]
+
+    def launch(item):
+        fold, seed = item
+        run_folder = os.path.join(folder, f"fold{fold}_seed{seed}")
+        metrics = run_one(
+            train_py,
+            fold_key,
+            hparams_file,
+            run_folder,
+            fold,
+            seed,
+            overrides,
+            args.threads,
+        )
+        return fold, seed, run_folder, metrics
+
+    # The first run goes alone: it may make a shared corpus (the demo's).
+    results = [launch(plan[0])]
+    with ThreadPoolExecutor(max_workers=args.jobs) as pool:
+        results += list(pool.map(launch, plan[1:]))
+
+    rows = [
+        {
+            "fold": fold,
+            "seed": seed,
+            "valid_UA": m["selected_on_valid"].get("UA"),
+            **{k: m[k] for k in METRICS},
+            "UA_without_text": _without_text_UA(run_folder),
+            "cpu_minutes": m.get("process_cpu_minutes"),
+            "epoch": m["epoch"],
+            "folder": os.path.relpath(run_folder, folder),
+        }
+        for fold, seed, run_folder, m in results
+        if m is not None
+    ]
+    failed = len(results) - len(rows)
+    if rows:
+        print(write_tables(rows, summarise(rows), folder, command))
+    if failed:
+        print(f"{failed} of {len(results)} runs failed")
+        sys.exit(1)
+
+
+def percent(summary, key):
+    """Formats one metric of :func:`cross_validate.summarise` in percent.
+
+    Arguments
+    ---------
+    summary : dict
+        ``metric -> (mean, std)``.
+    key : str
+        The metric.
+
+    Returns
+    -------
+    str
+        e.g. ``"52.3 ± 1.2"``, or ``"-"`` when no run has the metric.
+
+    Example
+    -------
+    >>> percent({"UA": (0.55, 0.0707)}, "UA")
+    '55.0 ± 7.1'
+    >>> percent({}, "UA")
+    '-'
+    """
+    if key not in summary:
+        return "-"
+    mean, std = summary[key]
+    return f"{100 * mean:.1f} ± {100 * std:.1f}"
+
+
+def collect(root):
+    """Gathers the ``results.csv`` of every configuration (sub-folder) of a
+    sweep folder into one Markdown table, ``<root>/summary.md``: mean ± std
+    over runs of the selected checkpoints' validation UA, the test metrics
+    (percent) and the CPU minutes per run.
+
+    Arguments
+    ---------
+    root : str
+        Folder holding one sub-folder per configuration.
+
+    Returns
+    -------
+    str
+        The table.
+    """
+    lines = [
+        "| configuration | runs | valid UA | test WA | test UA "
+        "| test macro-F1 | test UA without text | CPU minutes per run |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for name in sorted(os.listdir(root)):
+        path = os.path.join(root, name, "results.csv")
+        if not os.path.exists(path):
+            continue
+        with open(path, encoding="utf-8") as f:
+            rows = list(csv.DictReader(f))
+        summary = summarise(
+            [{k: float(r[k]) for k in COLUMNS if r.get(k)} for r in rows]
+        )
+        cells = [percent(summary, key) for key in COLUMNS[:-1]]
+        if "cpu_minutes" in summary:
+            cells.append("{:.1f} ± {:.1f}".format(*summary["cpu_minutes"]))
+        else:
+            cells.append("-")
+        lines.append(f"| {name} | {len(rows)} | " + " | ".join(cells) + " |")
+    text = "\n".join(lines) + "\n"
+    with open(os.path.join(root, "summary.md"), "w", encoding="utf-8") as f:
+        f.write(text)
+    return text
+
+
+if __name__ == "__main__":
+    # python -m speechbrain_turbo.cross_validate SWEEP_FOLDER
+    print(collect(sys.argv[1]))
