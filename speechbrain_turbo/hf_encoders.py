@@ -10,6 +10,9 @@ Authors
  * speechbrain-turbo contributors
 """
 
+import contextlib
+import inspect
+
 import torch
 import torch.nn.functional as F
 from speechbrain.dataio.dataio import length_to_mask
@@ -203,6 +206,17 @@ class HFSpeechEncoder(ConfigOverridesMixin, Wav2Vec2):
             and not self.freeze
         )
 
+    @property
+    def _no_adapter(self):
+        """``add_adapter=False`` where the model's frame-mask method takes
+        it: the mask of the CNN's frames, before any adapter shortens them
+        (as HuggingFace's own forward asks for it; HuBERT has no adapter).
+        """
+        method = self.model._get_feature_vector_attention_mask
+        if "add_adapter" in inspect.signature(method).parameters:
+            return {"add_adapter": False}
+        return {}
+
     def frozen_features(self, wav, wav_lens=None):
         """The frozen CNN's output, computed once for both Turbo views.
 
@@ -232,7 +246,7 @@ class HFSpeechEncoder(ConfigOverridesMixin, Wav2Vec2):
         frame_mask = None
         if padding_mask is not None:
             frame_mask = self.model._get_feature_vector_attention_mask(
-                features.shape[1], padding_mask
+                features.shape[1], padding_mask, **self._no_adapter
             )
         return features, frame_mask
 
@@ -369,7 +383,9 @@ class HFTextEncoder(ConfigOverridesMixin, TextEncoder):
         # from which tokens are padding.
         pad_id = self.tokenizer.pad_token_id or 0
         token_ids = token_ids.masked_fill(~mask, pad_id)
-        with torch.set_grad_enabled(not self.freeze):
+        # Frozen: no graph. Otherwise the caller's grad mode holds (none
+        # under SpeechBrain's evaluation or inference no_grad).
+        with torch.no_grad() if self.freeze else contextlib.nullcontext():
             return self.model(
                 input_ids=token_ids, attention_mask=mask.long()
             ).last_hidden_state

@@ -37,7 +37,9 @@ TINY_TRANSFORMER = {
 SPECIAL_TOKENS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 
 
-def save_random_speech_model(folder, family="wav2vec2", size="tiny", seed=0):
+def save_random_speech_model(
+    folder, family="wav2vec2", size="tiny", seed=0, **config_options
+):
     """Saves a random speech encoder and its feature extractor config.
 
     Arguments
@@ -52,6 +54,8 @@ def save_random_speech_model(folder, family="wav2vec2", size="tiny", seed=0):
         hubert-base / wavlm-base-plus).
     seed : int
         Seed of the random weights.
+    **config_options
+        More config attributes, e.g. ``add_adapter=True``.
 
     Returns
     -------
@@ -78,7 +82,7 @@ def save_random_speech_model(folder, family="wav2vec2", size="tiny", seed=0):
         )
     elif size != "base":
         raise ValueError(f"size must be tiny or base, got {size!r}")
-    config = getattr(transformers, config_name)(**options)
+    config = getattr(transformers, config_name)(**options, **config_options)
     torch.manual_seed(seed)
     getattr(transformers, model_name)(config).save_pretrained(folder)
     transformers.Wav2Vec2FeatureExtractor(

@@ -219,3 +219,41 @@ def test_every_trainable_parameter_gets_a_gradient(
     # SpecAugment's mask embedding trains only when SpecAugment is on.
     mask_embedding = [n for n in trainable if "masked_spec_embed" in n]
     assert bool(mask_embedding) == spec_augment
+
+
+@pytest.mark.parametrize("family", ["wav2vec2", "wavlm"])
+def test_shared_cnn_frame_mask_matches_huggingface_with_an_adapter(
+    tmp_path, family
+):
+    from speechbrain_turbo.models import ModalityEncoder
+
+    source = save_random_speech_model(
+        str(tmp_path / family),
+        family,
+        add_adapter=True,
+        adapter_stride=2,
+        num_adapter_layers=1,
+        output_hidden_size=16,
+    )
+    model = ModalityEncoder(
+        HFSpeechEncoder(
+            source, str(tmp_path), config_overrides=NO_DROPOUT["wavlm"]
+        )
+    ).train()
+    wav = torch.randn(3, 9000, generator=torch.Generator().manual_seed(0))
+    lengths = torch.tensor([1.0, 0.7, 0.45])
+    with torch.no_grad():
+        twin = model(wav, lengths, num_views=2)
+        single = model(wav, lengths, num_views=1)
+    torch.testing.assert_close(twin[:3], single, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(twin[3:], single, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("freeze", [False, True])
+def test_text_encoder_builds_no_graph_under_no_grad(sources, tmp_path, freeze):
+    encoder = HFTextEncoder(sources["roberta"], str(tmp_path), freeze=freeze)
+    ids = torch.tensor([encoder.text_to_ids("hello there")])
+    with torch.no_grad():
+        assert encoder(ids, torch.ones(1)).grad_fn is None
+    # Training a fine-tuned encoder still builds its graph.
+    assert (encoder(ids, torch.ones(1)).grad_fn is None) == freeze

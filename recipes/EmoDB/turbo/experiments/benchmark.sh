@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# The EmoDB table of the top-level README: every configuration over 3 seeds
+# on test fold 4 (validation: fold 5), one CPU thread per run, then
+# results/emodb_benchmark/summary.md. Run from recipes/EmoDB/turbo:
+#   bash experiments/benchmark.sh /path/to/EmoDB [JOBS]
+set -euo pipefail
+data=${1:?usage: benchmark.sh /path/to/EmoDB [JOBS]}
+jobs=${2:-1}
+root=results/emodb_benchmark
+sweep() {
+    local name=$1
+    shift
+    python cross_validate.py hparams/small.yaml --name "$name" --folds 4 \
+        --seeds 1 2 3 --jobs "$jobs" --output_root "$root" \
+        -- --data_folder="$data" "$@"
+}
+sweep audio_only --modalities=[audio] --turbo_weight=0 --twin_pass=False
+sweep text_only --modalities=[text] --turbo_weight=0 --twin_pass=False
+sweep baseline --turbo_weight=0 --twin_pass=False
+sweep turbo
+python -m speechbrain_turbo.cross_validate "$root"
