@@ -214,37 +214,76 @@ class TurboBrain(sb.Brain):
         Pretrained encoders want a far smaller learning rate than the freshly
         initialised heads: with ``encoder_opt_class`` in the hparams, the
         trainable parameters of every ``*_encoder`` module go to it and
-        ``opt_class`` trains the rest. Both are checkpointed.
+        ``opt_class`` trains the rest. Both are checkpointed, and both
+        leave out of weight decay what :meth:`_decay_groups` says.
         """
         encoder_opt_class = getattr(self.hparams, "encoder_opt_class", None)
-        if encoder_opt_class is None:
-            return super().init_optimizers()
-        encoder_params = [
-            param
-            for name, module in self.modules.items()
-            if name.endswith("_encoder")
-            for param in module.parameters()
-            if param.requires_grad
-        ]
+        encoder_params = []
+        if encoder_opt_class is not None:
+            encoder_params = [
+                param
+                for name, module in self.modules.items()
+                if name.endswith("_encoder")
+                for param in module.parameters()
+                if param.requires_grad
+            ]
         in_encoders = {id(param) for param in encoder_params}
         head_params = [
             param
             for param in self.modules.parameters()
             if param.requires_grad and id(param) not in in_encoders
         ]
-        self.optimizer = self.opt_class(head_params)
+        self.optimizer = self.opt_class(self._decay_groups(head_params))
         self.optimizers_dict = {"heads": self.optimizer}
         if self.checkpointer is not None:
             self.checkpointer.add_recoverable("optimizer", self.optimizer)
+        if encoder_opt_class is None:
+            return
         if not encoder_params:
             logger.info("The encoders are frozen: encoder_opt_class unused")
             return
-        self.encoder_optimizer = encoder_opt_class(encoder_params)
+        self.encoder_optimizer = encoder_opt_class(
+            self._decay_groups(encoder_params)
+        )
         self.optimizers_dict["encoders"] = self.encoder_optimizer
         if self.checkpointer is not None:
             self.checkpointer.add_recoverable(
                 "encoder_optimizer", self.encoder_optimizer
             )
+
+    def _decay_groups(self, params):
+        """Parameter groups: scalars (the learned temperature) never get
+        weight decay, vectors (biases, norms) not when
+        ``remove_vector_weight_decay`` is set; the rest do. SpeechBrain's
+        own grouping only covers one optimizer and decays scalars.
+        """
+        no_decay_below = 2 if self.remove_vector_weight_decay else 1
+        decay = [p for p in params if p.dim() >= no_decay_below]
+        no_decay = [p for p in params if p.dim() < no_decay_below]
+        groups = [{"params": decay}]
+        if no_decay:
+            groups.append({"params": no_decay, "weight_decay": 0.0})
+        return groups
+
+    def on_fit_batch_end(self, batch, outputs, loss, should_step):
+        """After an optimizer step, clamps a learned temperature (CLIP).
+
+        Arguments
+        ---------
+        batch : PaddedBatch
+            The batch.
+        outputs : dict
+            Output of :meth:`compute_forward`.
+        loss : torch.Tensor
+            The batch's loss.
+        should_step : bool
+            Whether the optimizers stepped.
+        """
+        if should_step and "turbo_loss" in self.modules:
+            turbo_loss = self.modules.turbo_loss
+            getattr(
+                turbo_loss, "module", turbo_loss
+            ).clamp_inverse_temperature_()
 
     def make_dataloader(
         self, dataset, stage, ckpt_prefix="dataloader-", **loader_kwargs

@@ -55,7 +55,10 @@ class TurboLoss(torch.nn.Module):
         (supervised contrastive); ``label_aware`` is then moot.
     learn_temperature : bool
         If True, the inverse temperature is a parameter initialised to
-        ``1 / temperature`` (stored as its log) and clamped at 100.
+        ``1 / temperature`` (stored as its log). As in CLIP, its value is
+        clamped at 100 after each optimizer step
+        (:meth:`clamp_inverse_temperature_`, which ``TurboBrain`` calls), not
+        in the forward pass, where the clamp would zero its gradient for good.
     gather_across_ranks : bool or None
         Use every process's rows as negatives under ``torch.distributed``.
         None (default): whenever a process group of several processes is
@@ -105,17 +108,37 @@ class TurboLoss(torch.nn.Module):
         Returns
         -------
         torch.Tensor
-            The scale of the logits, clamped at 100 when it is learned.
+            The scale of the logits.
 
         Example
         -------
         >>> TurboLoss(temperature=0.5).inverse_temperature()
         tensor(2.)
         """
-        scale = self.log_inverse_temperature.float().exp()
+        return self.log_inverse_temperature.float().exp()
+
+    @torch.no_grad()
+    def clamp_inverse_temperature_(self):
+        """Clamps a learned ``1 / temperature`` at 100, in place.
+
+        Call it after each optimizer step (CLIP's practice): the parameter
+        then keeps its gradient and can come back below the bound.
+
+        Returns
+        -------
+        None
+
+        Example
+        -------
+        >>> loss_fn = TurboLoss(temperature=0.001, learn_temperature=True)
+        >>> loss_fn.clamp_inverse_temperature_()
+        >>> round(float(loss_fn.inverse_temperature()), 3)
+        100.0
+        """
         if self.learn_temperature:
-            scale = scale.clamp(max=self.MAX_INVERSE_TEMPERATURE)
-        return scale
+            self.log_inverse_temperature.clamp_(
+                max=math.log(self.MAX_INVERSE_TEMPERATURE)
+            )
 
     def forward(self, views, labels=None, groups=None):
         """Computes the Turbo objective.

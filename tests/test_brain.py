@@ -2,6 +2,7 @@
 
 import json
 import logging
+import math
 
 import pytest
 import speechbrain as sb
@@ -506,3 +507,64 @@ def test_turbo_weight_warms_up_linearly():
         out["views"], groups=transcript_group_ids(batch.transcript)
     )["loss"]
     assert loss.item() == pytest.approx(float(ce + 0.1 * turbo), abs=1e-6)
+
+
+def learned_temperature_brain(**hparams):
+    brain = make_brain(**hparams)
+    brain.modules.turbo_loss = TurboLoss(
+        temperature=0.1, learn_temperature=True
+    )
+    return brain
+
+
+def weight_decay_of(optimizers):
+    """id(param) -> its group's weight decay, over all the optimizers."""
+    return {
+        id(p): group.get("weight_decay", "default")
+        for opt in optimizers
+        for group in opt.param_groups
+        for p in group["params"]
+    }
+
+
+@pytest.mark.parametrize("two_optimizers", [False, True])
+@pytest.mark.parametrize("vectors_free", [False, True])
+def test_weight_decay_spares_the_temperature_and_on_request_vectors(
+    two_optimizers, vectors_free
+):
+    extra = {"remove_vector_weight_decay": vectors_free}
+    if two_optimizers:
+        extra["encoder_opt_class"] = lambda groups: torch.optim.AdamW(
+            groups, lr=1e-5, weight_decay=0.5
+        )
+    brain = learned_temperature_brain(**extra)
+    brain.opt_class = lambda groups: torch.optim.AdamW(
+        groups, lr=0.1, weight_decay=0.5
+    )
+    brain.init_optimizers()
+    optimizers = list(brain.optimizers_dict.values())
+    assert len(optimizers) == (2 if two_optimizers else 1)
+    decay = weight_decay_of(optimizers)
+    temperature = brain.modules.turbo_loss.log_inverse_temperature
+    assert decay[id(temperature)] == 0.0
+    for name, param in brain.modules.named_parameters():
+        if not param.requires_grad:
+            assert id(param) not in decay, name
+        elif param.dim() >= 2:
+            assert decay[id(param)] == 0.5, name
+        elif param.dim() == 1:
+            assert decay[id(param)] == (0.0 if vectors_free else 0.5), name
+
+
+def test_learned_temperature_is_clamped_after_each_training_step():
+    brain = learned_temperature_brain()
+    turbo_loss = brain.modules.turbo_loss
+    with torch.no_grad():
+        turbo_loss.log_inverse_temperature.fill_(math.log(500.0))
+    # A step too small to bring it under the bound by itself.
+    brain.opt_class = lambda groups: torch.optim.SGD(groups, lr=1e-9)
+    brain.on_fit_start()
+    brain.on_stage_start(sb.Stage.TRAIN)
+    brain.modules.train()
+    brain.fit_batch(make_batch())
+    assert float(turbo_loss.inverse_temperature()) == pytest.approx(100.0)

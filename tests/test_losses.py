@@ -162,19 +162,25 @@ def test_learned_temperature_matches_definition_and_gets_gradient():
     assert loss_fn.log_inverse_temperature.grad.abs() > 0
 
 
-def test_learned_temperature_is_clamped_at_100():
+def test_learned_temperature_is_clamped_after_the_step_not_in_forward():
     loss_fn = TurboLoss(temperature=0.1, learn_temperature=True)
     with torch.no_grad():
-        loss_fn.log_inverse_temperature.fill_(math.log(1000.0))
-    assert float(loss_fn.inverse_temperature()) == pytest.approx(100.0)
+        loss_fn.log_inverse_temperature.fill_(math.log(150.0))
     views = random_views(2)
     views = {m: tuple(v.float() for v in pair) for m, pair in views.items()}
+    # Beyond the bound the forward uses the value as it is, so the
+    # parameter keeps a gradient that can bring it back.
     out = loss_fn(views)
-    expected = reference_turbo(views, 0.01, 1.0, 1.0, None, None)
+    expected = reference_turbo(views, 1 / 150, 1.0, 1.0, None, None)
     assert float(out["loss"]) == pytest.approx(expected["loss"], rel=1e-4)
-    # Fixed temperatures are used as given, even beyond the clamp.
-    fixed = TurboLoss(temperature=0.005).inverse_temperature()
-    assert float(fixed) == pytest.approx(200.0)
+    out["loss"].backward()
+    assert loss_fn.log_inverse_temperature.grad.abs() > 0
+    loss_fn.clamp_inverse_temperature_()
+    assert float(loss_fn.inverse_temperature()) == pytest.approx(100.0)
+    # Fixed temperatures are used as given, even beyond the bound.
+    fixed = TurboLoss(temperature=0.005)
+    fixed.clamp_inverse_temperature_()
+    assert float(fixed.inverse_temperature()) == pytest.approx(200.0)
 
 
 def test_gradients_flow_to_every_view():
