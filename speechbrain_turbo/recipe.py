@@ -14,7 +14,7 @@ import speechbrain as sb
 from speechbrain.utils.distributed import run_on_main
 
 from speechbrain_turbo.brain import TurboBrain
-from speechbrain_turbo.dataio import datasets_from_hparams
+from speechbrain_turbo.dataio import datasets_from_hparams, read_manifest
 from speechbrain_turbo.experiment import check_run_identity, write_run_record
 
 
@@ -71,8 +71,10 @@ def train_and_test(hparams, run_opts, manifests, label_key):
     num_classes = len(hparams["label_encoder"])
     if num_classes != hparams["out_n_neurons"]:
         raise ValueError(
-            f"The training set has {num_classes} classes but out_n_neurons "
-            f"is {hparams['out_n_neurons']}: set --out_n_neurons={num_classes}"
+            f"The screened training set has {num_classes} classes but "
+            f"out_n_neurons is {hparams['out_n_neurons']}"
+            + _lost_labels(hparams, manifests["train"], label_key)
+            + f": set --out_n_neurons={num_classes} or fix the manifest"
         )
     hparams["label_encoder"].expect_len(num_classes)
 
@@ -106,3 +108,21 @@ def train_and_test(hparams, run_opts, manifests, label_key):
             )
     brain.leave_process_group()
     return brain
+
+
+def _lost_labels(hparams, train_manifest, label_key):
+    """Names the training labels that screening removed every example of
+    (``on_bad_input: skip``), for the class-count error.
+    """
+    listed = {
+        entry.get(label_key)
+        for _, _, entry in read_manifest(train_manifest, hparams["data_folder"])
+    }
+    kept = set(hparams["label_encoder"].lab2ind)
+    lost = sorted(str(label) for label in listed - kept if label)
+    if not lost:
+        return ""
+    return (
+        f" (every training example of {lost} was left out as a bad input, "
+        f"see {hparams['output_folder']}/rejects.csv)"
+    )

@@ -223,3 +223,25 @@ def test_bad_manifest_stops_the_recipe_naming_row_and_column(
 def write_columns(rows, columns):
     """The columns to write (the corruption drops one)."""
     return columns
+
+
+def test_a_label_lost_to_screening_is_named(data, tmp_path):
+    folder, manifests = data
+    rows = read_csv(manifests["train"])
+    for row in rows:
+        if row["label"] == "glad":
+            row["wav"] = "$data_root/wavs/gone.wav"
+    bad = dict(manifests, train=tmp_path / "train.csv")
+    write_csv(bad["train"], rows)
+    result = run_recipe(
+        "hparams/small.yaml",
+        folder,
+        tmp_path / "run",
+        bad,
+        *TINY_SMALL,
+        "--on_bad_input=skip",
+    )
+    assert result.returncode != 0
+    output = result.stdout + result.stderr
+    assert "out_n_neurons is 3" in output
+    assert "every training example of ['glad'] was left out" in output
