@@ -98,9 +98,38 @@ class TurboBrain(sb.Brain):
 
     Example
     -------
-    >>> from speechbrain_turbo.brain import TurboBrain
-    >>> TWIN_PASS_MODES
-    (True, False, 'sequential')
+    >>> from speechbrain.dataio.batch import PaddedBatch
+    >>> from speechbrain.nnet.linear import Linear
+    >>> from speechbrain_turbo.losses import TurboLoss
+    >>> from speechbrain_turbo.models import (
+    ...     ConcatFusion, ConvEncoder, ModalityEncoder, ProjectionHead
+    ... )
+    >>> modules = {
+    ...     "audio_encoder": ModalityEncoder(
+    ...         ConvEncoder(input_size=4, channels=[8], dropout=0.2)
+    ...     ),
+    ...     "audio_projection": ProjectionHead(8, 8, 4),
+    ...     "fusion": ConcatFusion({"audio": 8}, ["audio"], hidden_size=8),
+    ...     "classifier": Linear(input_size=8, n_neurons=2),
+    ...     "turbo_loss": TurboLoss(temperature=0.1),
+    ... }
+    >>> brain = TurboBrain(
+    ...     modules=modules,
+    ...     opt_class=lambda params: torch.optim.Adam(params, lr=1e-3),
+    ...     hparams={"modalities": ["audio"], "turbo_weight": 0.1,
+    ...              "twin_pass": True},
+    ...     run_opts={"device": "cpu"},
+    ... )
+    >>> batch = PaddedBatch([
+    ...     {"id": f"u{i}", "audio": torch.randn(6, 4),
+    ...      "transcript": "hi", "label": torch.tensor([i % 2])}
+    ...     for i in range(4)
+    ... ])
+    >>> brain.on_fit_start()
+    >>> brain.on_stage_start(sb.Stage.TRAIN)
+    >>> loss = brain.fit_batch(batch)  # one twin-pass training step
+    >>> bool(torch.isfinite(loss))
+    True
     """
 
     def __init__(self, *args, **kwargs):
