@@ -12,10 +12,13 @@ Authors
 
 import speechbrain as sb
 from speechbrain.utils.distributed import run_on_main
+from speechbrain.utils.logger import get_logger
 
 from speechbrain_turbo.brain import TurboBrain
 from speechbrain_turbo.dataio import datasets_from_hparams, read_manifest
 from speechbrain_turbo.experiment import check_run_identity, write_run_record
+
+logger = get_logger(__name__)
 
 
 def start_experiment(hparams, hparams_file, overrides):
@@ -82,7 +85,7 @@ def train_and_test(hparams, run_opts, manifests, label_key):
         modules=hparams["modules"],
         opt_class=hparams["opt_class"],
         hparams=hparams,
-        run_opts=run_opts,
+        run_opts=command_line_checkpoint_interval(hparams, run_opts),
         checkpointer=hparams["checkpointer"],
     )
     brain.fit(
@@ -108,6 +111,54 @@ def train_and_test(hparams, run_opts, manifests, label_key):
             )
     brain.leave_process_group()
     return brain
+
+
+def command_line_checkpoint_interval(hparams, run_opts):
+    """Lets a checkpoint interval given on the command line replace the
+    other kind set in the hparams file.
+
+    SpeechBrain stops when both ``ckpt_interval_minutes`` and
+    ``ckpt_interval_steps`` are set; with ``--ckpt_interval_steps`` on the
+    command line and ``ckpt_interval_minutes`` in the file (or the reverse),
+    the command line wins and the log says so.
+
+    Arguments
+    ---------
+    hparams : dict
+        The loaded hyperparameters.
+    run_opts : dict
+        SpeechBrain's run options from the command line.
+
+    Returns
+    -------
+    dict
+        The run options to give the Brain.
+
+    Example
+    -------
+    >>> command_line_checkpoint_interval(
+    ...     {"ckpt_interval_minutes": 15}, {"ckpt_interval_steps": 100}
+    ... )
+    {'ckpt_interval_steps': 100, 'ckpt_interval_minutes': 0}
+    """
+    run_opts = dict(run_opts)
+    for given, other in (
+        ("ckpt_interval_steps", "ckpt_interval_minutes"),
+        ("ckpt_interval_minutes", "ckpt_interval_steps"),
+    ):
+        from_file = hparams.get(other) or 0
+        if (run_opts.get(given) or 0) > 0 and other not in run_opts:
+            if from_file > 0:
+                logger.info(
+                    "--%s=%s on the command line replaces %s: %s of the "
+                    "hparams file.",
+                    given,
+                    run_opts[given],
+                    other,
+                    from_file,
+                )
+                run_opts[other] = 0
+    return run_opts
 
 
 def _lost_labels(hparams, train_manifest, label_key):
