@@ -435,8 +435,10 @@ class TurboBrain(sb.Brain):
     def evaluate_without(self, missing, test_set, **kwargs):
         """Tests with some modalities withheld, e.g. no transcripts.
 
-        The fusion puts its learned "absent" embedding in their place (see
-        :class:`speechbrain_turbo.models.ConcatFusion`); the reports are
+        The fusion puts its "absent" embedding in their place (see
+        :class:`speechbrain_turbo.models.ConcatFusion`: learned with modality
+        dropout, else a zero vector that training never saw, which the log
+        says); the reports are
         written as ``test_metrics_without_<modalities>.json`` and
         ``test_confusion_without_<modalities>.csv`` / ``.png``.
 
@@ -459,6 +461,16 @@ class TurboBrain(sb.Brain):
             raise ValueError(
                 f"Cannot test without {list(missing)}: the model's "
                 f"modalities are {self.modalities}, and one must remain"
+            )
+        fusion = getattr(self.modules.fusion, "module", self.modules.fusion)
+        if not getattr(fusion, "modality_dropout", 0) > 0:
+            logger.warning(
+                "Testing without %s: the model was trained without modality "
+                "dropout, so the 'absent' embedding in their place is an "
+                "untrained zero placeholder; these numbers say how the model "
+                "copes with it, not what audio alone can do (train with "
+                "--modality_dropout for that).",
+                list(missing),
             )
         self.missing_modalities = tuple(missing)
         try:

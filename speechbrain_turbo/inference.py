@@ -13,8 +13,9 @@ is resampled and averaged to mono, as in training. Without a transcript,
 the audio is transcribed by the model folder's ASR model when it has one
 (``asr_model``, SpeechBrain's Whisper integration: ``speechbrain-turbo
 export --asr_hub``); otherwise, or with ``transcribe=False``, the text
-modality is replaced by the fusion's learned "absent" embedding (the
-audio-only path, best with a model trained with ``modality_dropout``).
+modality is replaced by the fusion's "absent" embedding (the audio-only
+path). That embedding is learned only by a model trained with
+``modality_dropout``; otherwise it is a fixed zero vector never trained on.
 
 Authors
  * speechbrain-turbo contributors

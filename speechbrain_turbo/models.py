@@ -369,7 +369,8 @@ class ConcatFusion(torch.nn.Module):
         (chosen at random), replaced by that modality's learned "absent"
         embedding. A modality missing at inference (e.g. no transcript) is
         replaced the same way, so a model trained with modality dropout
-        still classifies from the modalities it has.
+        still classifies from the modalities it has. Without modality
+        dropout the "absent" embeddings are zero vectors, never trained.
 
     Example
     -------
@@ -426,7 +427,7 @@ class ConcatFusion(torch.nn.Module):
         ---------
         embeddings : dict
             Modality name -> pooled embedding. A used modality that is
-            absent (or None) gets its learned "absent" embedding; at least
+            absent (or None) gets its "absent" embedding; at least
             one must be present.
 
         Returns

@@ -43,6 +43,7 @@ def make_brain(dropout=0.3, turbo_weight=0.5, twin_pass=True, **hparams):
             hparams.get("modalities", ["audio", "text"]),
             hidden_size=8,
             dropout=dropout,
+            modality_dropout=hparams.pop("modality_dropout", 0.0),
         ),
         "classifier": Linear(input_size=8, n_neurons=NUM_CLASSES),
         "turbo_loss": TurboLoss(temperature=0.1),
@@ -379,8 +380,12 @@ def test_modality_dropout_replaces_one_modality_of_some_rows():
     torch.testing.assert_close(fusion({"audio": audio[:2]}), expected)
 
 
-def test_evaluate_without_text_never_runs_the_text_encoder(tmp_path):
+@pytest.mark.parametrize("modality_dropout", [0.0, 0.3])
+def test_evaluate_without_text_never_runs_the_text_encoder(
+    tmp_path, caplog, modality_dropout
+):
     brain = make_brain(
+        modality_dropout=modality_dropout,
         output_folder=str(tmp_path),
         label_encoder=make_label_encoder(),
         epoch_counter=sb.utils.epoch_loop.EpochCounter(1),
@@ -393,7 +398,10 @@ def test_evaluate_without_text_never_runs_the_text_encoder(tmp_path):
     loader = torch.utils.data.DataLoader(
         [make_batch()], batch_size=None, collate_fn=lambda batch: batch
     )
-    brain.evaluate_without(["text"], loader)
+    with caplog.at_level(logging.WARNING):
+        brain.evaluate_without(["text"], loader)
+    untrained = "untrained zero placeholder" in caplog.text
+    assert untrained == (modality_dropout == 0)
     assert text_rows == [] and audio_rows == [4]
     report = json.loads(
         (tmp_path / "test_metrics_without_text.json").read_text()
