@@ -8,7 +8,10 @@ A manifest is a CSV with the columns ``ID`` and ``wav`` and, optionally,
 ``text`` (an empty cell means no transcript). The output CSV has ``ID``,
 ``label``, ``score``, ``text`` (``given``, ``asr``: transcribed by the
 model's Whisper, or ``absent``: audio only) and one ``prob_<label>`` column
-per class.
+per class. A file that cannot be used (missing, unreadable, truncated,
+empty) is named on stderr with the reason; with a manifest every other row
+is still classified, the bad ones go to ``<output>.rejects.csv``, and the
+command exits with status 1.
 
 Authors
  * speechbrain-turbo contributors
@@ -32,8 +35,19 @@ def _classifier(model_folder, device):
     )
 
 
+def _problem(path):
+    """Why ``path`` cannot be classified (one line), or None."""
+    from speechbrain_turbo.screening import audio_problem
+
+    problem = audio_problem(path)
+    return None if problem is None else f"{problem[0]}: {problem[1]}"
+
+
 def classify_one(args):
     """Prints the label and probabilities of one file."""
+    problem = _problem(args.audio)
+    if problem:
+        raise SystemExit(f"speechbrain-turbo classify: {problem}")
     model = _classifier(args.model, args.device)
     probabilities, score, _, labels = model.classify_file(
         args.audio, text=args.text, transcribe=not args.no_asr
@@ -60,21 +74,50 @@ def classify_manifest(args):
         rows = list(reader)
     columns = ["ID", "label", "score", "text"]
     columns += [f"prob_{label}" for label in model.labels]
+    rejects = []
     with open(args.output, "w", newline="", encoding="utf-8") as f:
         writer = csv.writer(f)
         writer.writerow(columns)
-        for row in tqdm(rows, desc="classify", unit="file"):
-            probabilities, score, _, labels = model.classify_file(
-                row["wav"],
-                text=row.get("text") or None,
-                transcribe=not args.no_asr,
-            )
+        for line, row in enumerate(
+            tqdm(rows, desc="classify", unit="file"), start=2
+        ):
+            problem = _problem(row["wav"])
+            if problem is None:
+                try:
+                    probabilities, score, _, labels = model.classify_file(
+                        row["wav"],
+                        text=row.get("text") or None,
+                        transcribe=not args.no_asr,
+                    )
+                except Exception as error:  # a decoder's own error types
+                    problem = f"cannot classify {row['wav']!r}: {error}"
+            if problem is not None:
+                rejects.append({"line": line, "ID": row["ID"], "why": problem})
+                print(
+                    f"{args.manifest} line {line} (ID {row['ID']!r}): "
+                    f"{problem}",
+                    file=sys.stderr,
+                )
+                continue
             writer.writerow(
                 [row["ID"], labels[0], f"{float(score[0]):.6f}"]
                 + [model.text_sources[0]]
                 + [f"{p:.6f}" for p in probabilities[0].tolist()]
             )
-    print(f"{len(rows)} files classified into {args.output}")
+    print(
+        f"{len(rows) - len(rejects)} of {len(rows)} files classified into "
+        f"{args.output}"
+    )
+    if rejects:
+        rejects_path = f"{args.output}.rejects.csv"
+        with open(rejects_path, "w", newline="", encoding="utf-8") as f:
+            writer = csv.DictWriter(f, fieldnames=["line", "ID", "why"])
+            writer.writeheader()
+            writer.writerows(rejects)
+        raise SystemExit(
+            f"{len(rejects)} of {len(rows)} rows could not be classified, "
+            f"listed in {rejects_path}"
+        )
 
 
 def main(argv=None):

@@ -208,3 +208,73 @@ def test_missing_text_is_transcribed_by_the_models_whisper(exported, tmp_path):
         )
         assert result.returncode == 0, result.stderr[-3000:]
         assert [row["text"] for row in read_csv(output)] == sources
+
+
+def bad_audio_files(folder):
+    """A missing file, an empty file and a text file named .wav."""
+    empty = folder / "empty.wav"
+    empty.write_bytes(b"")
+    text = folder / "notes.wav"
+    text.write_text("not audio at all\n")
+    return {
+        "missing": (str(folder / "gone.wav"), "no file"),
+        "empty": (str(empty), "unreadable audio"),
+        "text": (str(text), "unreadable audio"),
+    }
+
+
+@pytest.mark.parametrize("kind", ["missing", "empty", "text"])
+def test_cli_names_a_bad_file_in_one_line(exported, tmp_path, kind):
+    _, model, _, _ = exported
+    path, reason = bad_audio_files(tmp_path)[kind]
+    result = run_python(
+        REPO,
+        "-m",
+        "speechbrain_turbo.cli",
+        "classify",
+        "--model",
+        str(model),
+        "--audio",
+        path,
+    )
+    assert result.returncode != 0
+    assert "Traceback" not in result.stderr
+    (line,) = result.stderr.strip().splitlines()
+    assert reason in line and path in line
+
+
+def test_cli_manifest_classifies_every_good_row_and_lists_the_bad(
+    exported, tmp_path
+):
+    _, model, manifest, test = exported
+    rows = read_csv(manifest)
+    bad = bad_audio_files(tmp_path)
+    rows[1:1] = [
+        {"ID": f"bad_{kind}", "wav": path, "text": "hello"}
+        for kind, (path, _) in bad.items()
+    ]
+    mixed = tmp_path / "mixed.csv"
+    with open(mixed, "w", newline="", encoding="utf-8") as f:
+        writer = csv.DictWriter(f, fieldnames=["ID", "wav", "text"])
+        writer.writeheader()
+        writer.writerows(rows)
+    output = tmp_path / "out.csv"
+    result = run_python(
+        REPO,
+        "-m",
+        "speechbrain_turbo.cli",
+        "classify",
+        "--model",
+        str(model),
+        "--manifest",
+        str(mixed),
+        "--output",
+        str(output),
+    )
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    assert "3 of" in result.stderr
+    assert {row["ID"] for row in read_csv(output)} == set(test)
+    rejects = read_csv(f"{output}.rejects.csv")
+    assert [r["ID"] for r in rejects] == [f"bad_{k}" for k in bad]
+    assert [r["line"] for r in rejects] == ["3", "4", "5"]
