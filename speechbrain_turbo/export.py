@@ -267,22 +267,44 @@ def _export_hf_encoder(key, node, experiment_folder, model_folder):
     pointed at the copy.
     """
     source, save_path = str(node["source"]), str(node["save_path"])
-    if not os.path.isdir(source):
-        cache = os.path.join(
-            save_path, "models--" + source.replace("/", "--"), "snapshots"
-        )
-        if not os.path.isabs(cache):
-            cache = os.path.join(os.path.dirname(experiment_folder), cache)
-        snapshots = sorted(glob.glob(os.path.join(cache, "*")))
-        if not snapshots:
-            raise FileNotFoundError(
-                f"{key}: {source!r} is neither a folder nor in the cache "
-                f"{cache}. Run the export from the folder the training ran "
-                "in, or download the model and pass its folder as source."
-            )
-        source = snapshots[-1]
+    sources = [source] if os.path.isdir(source) else []
+    if not sources:
+        sources = _cached_snapshots(key, source, save_path)
     target = os.path.join(model_folder, key)
     shutil.rmtree(target, ignore_errors=True)
-    shutil.copytree(source, target)
+    for folder in sources:
+        shutil.copytree(folder, target, dirs_exist_ok=True)
     node["source"] = TaggedScalar(value=f"<model_dir>/{key}", tag="!ref")
     node["save_path"] = TaggedScalar(value="<model_dir>", tag="!ref")
+
+
+def _cached_snapshots(key, source, save_path):
+    """The cached files of a model trained from a hub name.
+
+    SpeechBrain caches a hub model's weights and config under the hparams'
+    ``save_path`` (relative paths are relative to the folder the training
+    ran in, so the export must run there too) and its tokenizer or feature
+    extractor in the global HuggingFace cache. Both snapshots of the
+    revision ``refs/main`` names are returned (global first), when present.
+    """
+    from huggingface_hub import snapshot_download
+
+    snapshots = []
+    for cache_dir in (None, os.path.abspath(save_path)):
+        try:
+            snapshots.append(
+                snapshot_download(
+                    source, cache_dir=cache_dir, local_files_only=True
+                )
+            )
+        except Exception:  # not in this cache (the error type varies)
+            continue
+    if not snapshots:
+        raise FileNotFoundError(
+            f"{key}: {source!r} is neither a folder nor in the HuggingFace "
+            f"caches (the global one, and save_path "
+            f"{os.path.abspath(save_path)}). Run the export from the folder "
+            "the training ran in, or download the model and pass its folder "
+            "as source."
+        )
+    return snapshots

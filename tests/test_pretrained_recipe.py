@@ -4,6 +4,7 @@ to end on a tiny corpus with tiny random HF models: no network.
 
 import json
 import os
+import shutil
 
 import pytest
 import torch
@@ -141,3 +142,77 @@ def test_exported_pretrained_model_gives_the_recipe_test_labels(
     for item_id, entry in test.items():
         labels = classifier.classify_file(entry["wav"], text=entry["text"])[3]
         assert labels[0] == recipe[item_id], item_id
+
+
+def fake_hub_cache(cache, repo, folder):
+    """``folder`` as the cached snapshot of hub model ``repo``, the one
+    ``refs/main`` names."""
+    base = cache / ("models--" + repo.replace("/", "--"))
+    revision = "0" * 40
+    shutil.copytree(folder, base / "snapshots" / revision)
+    (base / "refs").mkdir()
+    (base / "refs" / "main").write_text(revision)
+
+
+def add_stale_snapshot(cache, repo):
+    """Another revision of ``repo`` in the cache, sorting after the one
+    ``refs/main`` names (e.g. left by an older download)."""
+    stale = cache / ("models--" + repo.replace("/", "--")) / "snapshots"
+    stale = stale / ("f" * 40)
+    stale.mkdir(parents=True)
+    (stale / "config.json").write_text("{}")
+
+
+def test_model_trained_with_hub_names_exports_and_classifies_offline(
+    tmp_path, tiny_corpus, tiny_hf_models, monkeypatch
+):
+    hub_names = ("tiny-org/speech", "tiny-org/text")
+    work = tmp_path / "recipe_folder"
+    hf_home = tmp_path / "hf_home"
+    # As a user's machine after the first, downloading run: the weights
+    # under the hparams' save_path, relative to the folder the training
+    # ran in; the tokenizer / feature extractor in the global cache.
+    for name, folder in zip(hub_names, tiny_hf_models):
+        fake_hub_cache(work / "results" / "pretrained_models", name, folder)
+        fake_hub_cache(hf_home / "hub", name, folder)
+    monkeypatch.setenv("HF_HOME", str(hf_home))
+    trained = run_python(
+        work,
+        os.path.join(RECIPE, "train.py"),
+        os.path.join(RECIPE, "hparams", "turbo.yaml"),
+        f"--data_folder={tiny_corpus}",
+        f"--audio_hub={hub_names[0]}",
+        f"--text_hub={hub_names[1]}",
+        *TINY_HEADS,
+    )
+    assert trained.returncode == 0, (trained.stdout + trained.stderr)[-4000:]
+    for name in hub_names:
+        add_stale_snapshot(work / "results" / "pretrained_models", name)
+        add_stale_snapshot(hf_home / "hub", name)
+    experiment = os.path.join("results", "pretrained", "turbo")
+    experiment = os.path.join(experiment, "session5_seed1234")
+    exported = run_python(
+        work, "-m", "speechbrain_turbo.cli", "export", experiment, "model"
+    )
+    assert exported.returncode == 0, exported.stderr[-4000:]
+    # Nothing cached any more: the model folder must be enough.
+    shutil.move(hf_home, tmp_path / "moved_hf_home")
+    shutil.move(work / "results" / "pretrained_models", tmp_path / "moved")
+    test = json.loads((work / experiment / "test_screened.json").read_text())
+    predictions = (work / experiment / "test_predictions.csv").read_text()
+    recipe = dict(line.split(",")[::2] for line in predictions.splitlines()[1:])
+    item_id, entry = next(iter(test.items()))
+    classified = run_python(
+        work,
+        "-m",
+        "speechbrain_turbo.cli",
+        "classify",
+        "--model",
+        "model",
+        "--audio",
+        entry["wav"],
+        "--text",
+        entry["text"],
+    )
+    assert classified.returncode == 0, classified.stderr[-4000:]
+    assert f"label: {recipe[item_id]} " in classified.stdout
