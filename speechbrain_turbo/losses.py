@@ -25,6 +25,10 @@ its own rows against all columns (OpenCLIP's ``local_loss`` with a
 differentiable ``all_gather``). DDP's gradient averaging then gives exactly
 the gradients of one process holding the whole global batch; gathering
 without restricting the rows would multiply them by the world size.
+Processes may hold batches of different sizes (e.g. batches sized by
+duration): the sizes are gathered first, and each process's mean is
+weighted by its share of the rows, so that the average over processes is
+the mean over the global batch.
 
 Authors
  * speechbrain-turbo contributors
@@ -62,7 +66,7 @@ class TurboLoss(torch.nn.Module):
     gather_across_ranks : bool or None
         Use every process's rows as negatives under ``torch.distributed``.
         None (default): whenever a process group of several processes is
-        initialised. All processes must pass batches of the same size.
+        initialised. Batch sizes may differ between processes.
 
     Example
     -------
@@ -192,15 +196,20 @@ class TurboLoss(torch.nn.Module):
                         f"TurboLoss got {key.numel()} labels/groups for a "
                         f"batch of {rows} rows: pass one per row of each view"
                     )
+            # This process's share of the global rows (1 without DDP).
+            share = 1.0
             if self._gathering():
                 # Columns: every process's rows; this process's rows start
                 # at offset in the gathered order.
-                offset = torch.distributed.get_rank() * rows
+                sizes = _gather_sizes(rows, first.device)
+                rank = torch.distributed.get_rank()
+                offset = sum(sizes[:rank])
+                share = rows * len(sizes) / sum(sizes)
                 columns = {
-                    name: [_gather_with_grad(v) for v in pair]
+                    name: [_gather_with_grad(v, sizes) for v in pair]
                     for name, pair in unit.items()
                 }
-                labels, groups = _gather(labels), _gather(groups)
+                labels, groups = _gather(labels, sizes), _gather(groups, sizes)
             else:
                 offset, columns = 0, unit
             targets = torch.arange(rows, device=first.device) + offset
@@ -237,9 +246,9 @@ class TurboLoss(torch.nn.Module):
                 for i in (0, 1)
                 for j in (0, 1)
             ]
-            in_modal = in_modal.mean()
+            in_modal = share * in_modal.mean()
             if cross_terms:
-                cross_modal = torch.stack(cross_terms).mean()
+                cross_modal = share * torch.stack(cross_terms).mean()
             else:
                 cross_modal = in_modal.new_zeros(())
         loss = (
@@ -292,45 +301,62 @@ class TurboLoss(torch.nn.Module):
 class _GatherWithGrad(torch.autograd.Function):
     """All processes' rows, concatenated, with gradients back to the owner.
 
-    Backward sums every process's gradient of the gathered tensor and hands
-    each process the slice of its own rows. (Written out because
+    Processes may hold different numbers of rows (``sizes``): each pads to
+    the largest for ``all_gather``, and the padding is dropped. Backward
+    sums every process's gradient of the gathered tensor and hands each
+    process the slice of its own rows. (Written out because
     ``torch.distributed.nn.functional.all_gather`` is deprecated and its
     backward aborted the gloo processes of our tests with torch 2.14.)
     """
 
     @staticmethod
-    def forward(ctx, tensor):
-        """Gathers ``tensor`` ([B, D]) from every process."""
-        parts = [
-            torch.empty_like(tensor)
-            for _ in range(torch.distributed.get_world_size())
-        ]
-        torch.distributed.all_gather(parts, tensor.contiguous())
-        return torch.cat(parts)
+    def forward(ctx, tensor, sizes):
+        """Gathers ``tensor`` ([n_rank, D]) from every process."""
+        ctx.sizes = sizes
+        return _gather_padded(tensor, sizes)
 
     @staticmethod
     def backward(ctx, grad):
         """Sums the gradients of all processes; returns this one's rows."""
         grad = grad.contiguous().clone()
         torch.distributed.all_reduce(grad)
-        rows = grad.shape[0] // torch.distributed.get_world_size()
-        start = torch.distributed.get_rank() * rows
-        return grad[start : start + rows]
+        rank = torch.distributed.get_rank()
+        start = sum(ctx.sizes[:rank])
+        return grad[start : start + ctx.sizes[rank]], None
 
 
-def _gather_with_grad(tensor):
+def _gather_sizes(rows, device):
+    """Every process's number of rows, in rank order."""
+    mine = torch.tensor([rows], device=device)
+    sizes = [
+        torch.empty_like(mine)
+        for _ in range(torch.distributed.get_world_size())
+    ]
+    torch.distributed.all_gather(sizes, mine)
+    return [int(size) for size in sizes]
+
+
+def _gather_padded(tensor, sizes):
+    """All processes' ``tensor`` (``sizes[r]`` rows each), concatenated."""
+    tensor = tensor.contiguous()
+    longest = max(sizes)
+    if tensor.shape[0] < longest:
+        padding = tensor.new_zeros(
+            (longest - tensor.shape[0], *tensor.shape[1:])
+        )
+        tensor = torch.cat([tensor, padding])
+    parts = [torch.empty_like(tensor) for _ in sizes]
+    torch.distributed.all_gather(parts, tensor)
+    return torch.cat([part[:size] for part, size in zip(parts, sizes)])
+
+
+def _gather_with_grad(tensor, sizes):
     """All processes' ``tensor`` concatenated, gradients flowing back."""
-    return _GatherWithGrad.apply(tensor)
+    return _GatherWithGrad.apply(tensor, sizes)
 
 
-def _gather(tensor):
+def _gather(tensor, sizes):
     """All processes' ``tensor`` concatenated (no gradient), or None."""
     if tensor is None:
         return None
-    tensor = tensor.reshape(-1).contiguous()
-    parts = [
-        torch.empty_like(tensor)
-        for _ in range(torch.distributed.get_world_size())
-    ]
-    torch.distributed.all_gather(parts, tensor)
-    return torch.cat(parts)
+    return _gather_padded(tensor.reshape(-1), sizes)

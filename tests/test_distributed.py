@@ -13,11 +13,14 @@ import torch.multiprocessing as mp
 from speechbrain_turbo.losses import TurboLoss
 
 WORLD = 2
-ROWS = 3  # per process
+ROWS = 3  # per process, when equal
+# Rows of each process: equal, and unequal (as duration-sized batches).
+SPLITS = {"equal": (ROWS, ROWS), "unequal": (2, 4)}
 OPTIONS = {
     "plain": {},
     "label_aware": {"label_aware": True},
     "learned_temperature": {"learn_temperature": True, "label_aware": True},
+    "label_positives": {"label_positives": True},
 }
 
 
@@ -47,13 +50,13 @@ def compute(encoders, loss_fn, inputs, labels, groups, rows):
     return loss_fn(views, labels=labels[rows], groups=groups[rows])
 
 
-def worker(rank, init_file, out_file, options):
+def worker(rank, init_file, out_file, options, sizes=(ROWS, ROWS)):
     """One DDP process: its rows, gathered negatives, averaged gradients."""
     dist.init_process_group(
         "gloo", init_method=f"file://{init_file}", rank=rank, world_size=WORLD
     )
     encoders, loss_fn, inputs, labels, groups = make_problem(options)
-    rows = slice(rank * ROWS, (rank + 1) * ROWS)
+    rows = slice(sum(sizes[:rank]), sum(sizes[: rank + 1]))
     out = compute(encoders, loss_fn, inputs, labels, groups, rows)
     out["loss"].backward()
     parameters = [*encoders.parameters(), *loss_fn.parameters()]
@@ -70,13 +73,14 @@ def worker(rank, init_file, out_file, options):
     dist.destroy_process_group()
 
 
+@pytest.mark.parametrize("split", list(SPLITS))
 @pytest.mark.parametrize("name", list(OPTIONS))
-def test_gathered_loss_and_gradients_equal_one_process(tmp_path, name):
+def test_gathered_loss_and_gradients_equal_one_process(tmp_path, name, split):
     options = OPTIONS[name]
     out_file = str(tmp_path / "distributed.pt")
     mp.spawn(
         worker,
-        args=(str(tmp_path / "init"), out_file, options),
+        args=(str(tmp_path / "init"), out_file, options, SPLITS[split]),
         nprocs=WORLD,
         join=True,
     )
