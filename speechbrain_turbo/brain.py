@@ -345,9 +345,42 @@ class TurboBrain(sb.Brain):
             generator = torch.Generator()
             generator.manual_seed(torch.initial_seed() + int(stage.value))
             loader_kwargs["generator"] = generator
+        if stage != sb.Stage.TRAIN and self._world_size() > 1:
+            loader_kwargs = self._shard_evaluation(dataset, loader_kwargs)
         return super().make_dataloader(
             dataset, stage, ckpt_prefix=ckpt_prefix, **loader_kwargs
         )
+
+    @staticmethod
+    def _world_size():
+        """Number of processes of the initialised group (1 without one)."""
+        if torch.distributed.is_available() and (
+            torch.distributed.is_initialized()
+        ):
+            return torch.distributed.get_world_size()
+        return 1
+
+    def _shard_evaluation(self, dataset, loader_kwargs):
+        """Validation and test shards, one per process, in order.
+
+        SpeechBrain 1.1 shards only the training set under DDP (its code
+        for the others is commented out in ``Brain.make_dataloader``), so
+        every process would score the whole set. A ``DistributedSampler``
+        without shuffling gives each process every N-th item (repeating a
+        few to even the shards out; :meth:`_gather_predictions` counts each
+        utterance once).
+        """
+        if isinstance(dataset, torch.utils.data.DataLoader):
+            return loader_kwargs
+        if "sampler" in loader_kwargs or "batch_sampler" in loader_kwargs:
+            return loader_kwargs
+        return {
+            **loader_kwargs,
+            "shuffle": False,
+            "sampler": torch.utils.data.distributed.DistributedSampler(
+                dataset, shuffle=False, drop_last=False
+            ),
+        }
 
     def compute_forward(self, batch, stage):
         """Encodes every modality and classifies the fused embeddings.
@@ -763,15 +796,12 @@ class TurboBrain(sb.Brain):
     def _gather_predictions(self):
         """Under DDP, every process's share of the stage, deduplicated.
 
-        SpeechBrain shards validation and test sets across processes (its
-        DistributedSampler repeats a few items to even the shards out): the
-        metrics must come from all shards, each utterance once.
+        Validation and test are sharded across processes
+        (:meth:`_shard_evaluation`; the sampler repeats a few items to even
+        the shards out): the metrics must come from all shards, each
+        utterance once. ``scored_per_process`` records the shard sizes.
         """
-        if not (
-            torch.distributed.is_available()
-            and torch.distributed.is_initialized()
-            and torch.distributed.get_world_size() > 1
-        ):
+        if self._world_size() <= 1:
             return
         local = {
             "ids": self.ids,
@@ -781,6 +811,7 @@ class TurboBrain(sb.Brain):
         }
         shares = [None] * torch.distributed.get_world_size()
         torch.distributed.all_gather_object(shares, local)
+        self.scored_per_process = [len(share["ids"]) for share in shares]
         seen = set()
         self.ids, self.predicted, self.targets, self.projected = [], [], [], {}
         for share in shares:
@@ -853,6 +884,8 @@ class TurboBrain(sb.Brain):
             # CPU time of this process so far (all its threads): preparation,
             # training and this test. A resumed run counts its last part only.
             report["process_cpu_minutes"] = time.process_time() / 60
+        if getattr(self, "scored_per_process", None):
+            report["scored_per_process"] = self.scored_per_process
         with open(
             os.path.join(folder, f"test_predictions{suffix}.csv"),
             "w",

@@ -156,6 +156,11 @@ def test_demo_recipe_trains_and_tests_under_torchrun_gloo(
     with open(output / "test_predictions.csv", encoding="utf-8") as f:
         predicted = [row["ID"] for row in csv.DictReader(f)]
     assert sorted(predicted) == sorted(test)
+    # Each process scored its own shard, not the whole set.
+    shards = metrics["scored_per_process"]
+    assert len(shards) == WORLD
+    assert max(shards) == -(-len(test) // WORLD)
+    assert len(test) <= sum(shards) < len(test) + WORLD
 
 
 def test_pretrained_recipe_trains_under_torchrun_gloo(
