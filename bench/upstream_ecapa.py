@@ -27,6 +27,7 @@ import csv
 import json
 import os
 import resource
+import statistics
 import subprocess
 import sys
 import time
@@ -105,14 +106,52 @@ def score_predictions(run_folder):
     with open(
         os.path.join(run_folder, "save", "label_encoder.txt"), encoding="utf-8"
     ) as f:
-        num_classes = sum(1 for line in f if line.startswith("'"))
+        # Label lines come before the "=====" line (then the encoder's
+        # own settings, e.g. 'starting_index').
+        lines = f.read().split("\n=")[0].splitlines()
+    num_classes = sum(1 for line in lines if line.startswith("'"))
     stats = classification_metrics(target, predicted, num_classes)
     return {
+        "classes": num_classes,
         "WA": stats["WA"],
         "UA": stats["UA"],
         "macro_F1": stats["macro_F1"],
         "test_utterances": len(rows),
     }
+
+
+def summarise_runs(output):
+    """Mean ± sample std over the finished seeds; writes ``summary.md``.
+
+    Arguments
+    ---------
+    output : str
+        The ``--output`` folder (one ``seed<N>/result.json`` per run).
+
+    Returns
+    -------
+    str
+        The Markdown line of the table.
+    """
+    results = []
+    for name in sorted(os.listdir(output)):
+        path = os.path.join(output, name, "result.json")
+        if name.startswith("seed") and os.path.exists(path):
+            with open(path, encoding="utf-8") as f:
+                results.append(json.load(f))
+    cells = []
+    for key, scale in (("UA", 100), ("WA", 100), ("cpu_minutes", 1)):
+        values = [scale * r[key] for r in results]
+        spread = statistics.stdev(values) if len(values) > 1 else 0.0
+        cells.append(f"{statistics.mean(values):.1f} ± {spread:.1f}")
+    line = (
+        f"| upstream ECAPA-TDNN | {len(results)} | " + " | ".join(cells) + " |"
+    )
+    text = "| model | runs | test UA | test WA | CPU minutes per run |\n"
+    text += "|---|---|---|---|---|\n" + line + "\n"
+    with open(os.path.join(output, "summary.md"), "w", encoding="utf-8") as f:
+        f.write(text)
+    return text
 
 
 def main():
@@ -173,6 +212,7 @@ def main():
     ) as f:
         json.dump(result, f, indent=2)
     print(json.dumps(result, indent=2))
+    print(summarise_runs(output))
 
 
 if __name__ == "__main__":
