@@ -44,6 +44,7 @@ import torch.nn.functional as F
 from speechbrain.utils.logger import get_logger
 
 from speechbrain_turbo.dataio import transcript_group_ids
+from speechbrain_turbo.losses import share_of_global_batch, symmetric_kl
 from speechbrain_turbo.metrics import (
     alignment,
     classification_metrics,
@@ -55,34 +56,6 @@ from speechbrain_turbo.metrics import (
 logger = get_logger(__name__)
 
 TWIN_PASS_MODES = (True, False, "sequential")
-
-
-def symmetric_kl(first_logits, second_logits):
-    """Symmetric KL divergence between two views' class posteriors, as in
-    R-Drop (Liang et al., 2021): ``(KL(p1 || p2) + KL(p2 || p1)) / 2``,
-    averaged over rows.
-
-    Arguments
-    ---------
-    first_logits, second_logits : torch.Tensor
-        ``[B, C]`` logits of the two views.
-
-    Returns
-    -------
-    torch.Tensor
-        0-dim tensor.
-
-    Example
-    -------
-    >>> logits = torch.randn(4, 3)
-    >>> float(symmetric_kl(logits, logits))
-    0.0
-    """
-    first = first_logits.log_softmax(dim=-1)
-    second = second_logits.log_softmax(dim=-1)
-    forward = F.kl_div(second, first, log_target=True, reduction="batchmean")
-    backward = F.kl_div(first, second, log_target=True, reduction="batchmean")
-    return (forward + backward) / 2
 
 
 class TurboBrain(sb.Brain):
@@ -351,6 +324,21 @@ class TurboBrain(sb.Brain):
             dataset, stage, ckpt_prefix=ckpt_prefix, **loader_kwargs
         )
 
+    def _train_loader_specifics(self, dataset, loader_kwargs):
+        """SpeechBrain's training-loader set-up, and a batch sampler's epoch.
+
+        SpeechBrain calls ``set_epoch`` at each epoch only on a sampler it
+        made or wrapped for DDP. A ``batch_sampler`` given in a single
+        process (e.g. ``DynamicBatchSampler``) would then draw epoch 0's
+        batches again every epoch, and a resumed run could not rebuild the
+        epoch it stopped in; it is made the epoch-aware sampler here.
+        """
+        loader_kwargs = super()._train_loader_specifics(dataset, loader_kwargs)
+        batch_sampler = loader_kwargs.get("batch_sampler")
+        if self.train_sampler is None and hasattr(batch_sampler, "set_epoch"):
+            self.train_sampler = batch_sampler
+        return loader_kwargs
+
     @staticmethod
     def _world_size():
         """Number of processes of the initialised group (1 without one)."""
@@ -547,6 +535,9 @@ class TurboBrain(sb.Brain):
             consistency = symmetric_kl(*logits.float().chunk(2))
             loss = loss + self.consistency_weight * consistency
             terms["consistency"] = consistency
+        # Under DDP, batches of unequal size count by their rows (TurboLoss
+        # weights its own term the same way).
+        loss = loss * share_of_global_batch(labels.shape[0], labels.device)
         if predictions["views"] is not None:
             self._warn_if_views_identical(predictions["views"])
             turbo = self.modules.turbo_loss(

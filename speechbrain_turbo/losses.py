@@ -325,6 +325,68 @@ class _GatherWithGrad(torch.autograd.Function):
         return grad[start : start + ctx.sizes[rank]], None
 
 
+def symmetric_kl(first_logits, second_logits):
+    """Symmetric KL divergence between two views' class posteriors, as in
+    R-Drop (Liang et al., 2021): ``(KL(p1 || p2) + KL(p2 || p1)) / 2``,
+    averaged over rows.
+
+    Arguments
+    ---------
+    first_logits, second_logits : torch.Tensor
+        ``[B, C]`` logits of the two views.
+
+    Returns
+    -------
+    torch.Tensor
+        0-dim tensor.
+
+    Example
+    -------
+    >>> logits = torch.randn(4, 3)
+    >>> float(symmetric_kl(logits, logits))
+    0.0
+    """
+    first = first_logits.log_softmax(dim=-1)
+    second = second_logits.log_softmax(dim=-1)
+    forward = F.kl_div(second, first, log_target=True, reduction="batchmean")
+    backward = F.kl_div(first, second, log_target=True, reduction="batchmean")
+    return (forward + backward) / 2
+
+
+def share_of_global_batch(rows, device):
+    """The share of the global batch that this process holds.
+
+    DDP averages gradients over processes, so a process's mean loss counts
+    as much as any other's whatever its batch size. Multiplied by this
+    share, the per-row mean losses of processes with batches of different
+    sizes (e.g. sized by duration) average to the mean over the global
+    batch. Every process must call it at the same step (a collective).
+
+    Arguments
+    ---------
+    rows : int
+        This process's batch size.
+    device : torch.device
+        Where the size is exchanged (the backend's device).
+
+    Returns
+    -------
+    float
+        ``rows * world_size / global rows``; 1.0 without a process group.
+
+    Example
+    -------
+    >>> share_of_global_batch(5, "cpu")  # no process group
+    1.0
+    """
+    if not (
+        torch.distributed.is_available() and torch.distributed.is_initialized()
+    ):
+        return 1.0
+    sizes = _gather_sizes(rows, device)
+    return rows * len(sizes) / sum(sizes)
+
+
 def _gather_sizes(rows, device):
     """Every process's number of rows, in rank order."""
     mine = torch.tensor([rows], device=device)

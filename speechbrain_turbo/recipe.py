@@ -11,6 +11,7 @@ Authors
 """
 
 import speechbrain as sb
+from speechbrain.dataio.sampler import DynamicBatchSampler
 from speechbrain.utils.distributed import run_on_main
 from speechbrain.utils.logger import get_logger
 
@@ -88,11 +89,15 @@ def train_and_test(hparams, run_opts, manifests, label_key):
         run_opts=command_line_checkpoint_interval(hparams, run_opts),
         checkpointer=hparams["checkpointer"],
     )
+    # Sorted by duration, evaluation batches hold utterances of similar
+    # length (little padding); shards under DDP stay sorted.
+    for split in ("valid", "test"):
+        datasets[split] = datasets[split].filtered_sorted(sort_key="duration")
     brain.fit(
         brain.hparams.epoch_counter,
         datasets["train"],
         datasets["valid"],
-        train_loader_kwargs=hparams["dataloader_options"],
+        train_loader_kwargs=train_loader_options(hparams, datasets["train"]),
         valid_loader_kwargs=hparams["test_dataloader_options"],
     )
     brain.evaluate(
@@ -111,6 +116,67 @@ def train_and_test(hparams, run_opts, manifests, label_key):
             )
     brain.leave_process_group()
     return brain
+
+
+def train_loader_options(hparams, train_set):
+    """The training loader's options: ``dataloader_options``, with batches
+    sized by duration when ``dynamic_batching`` is on.
+
+    Duration-sized batches come from SpeechBrain's ``DynamicBatchSampler``
+    (the options under ``dynamic_batch_sampler``: ``max_batch_length`` in
+    seconds of audio, ``num_buckets``, ``max_batch_ex``...): utterances of
+    similar duration share a batch, so little of it is padding, and the
+    number of utterances per batch varies. Its shuffling follows ``seed``.
+    Under DDP SpeechBrain gives each process every N-th batch.
+
+    Arguments
+    ---------
+    hparams : dict
+        The loaded hyperparameters (``dataloader_options``,
+        ``dynamic_batching``, ``dynamic_batch_sampler``, ``seed``).
+    train_set : DynamicItemDataset
+        The screened training set (its items carry ``duration``).
+
+    Returns
+    -------
+    dict
+        Keyword arguments of the training loader.
+
+    Example
+    -------
+    >>> from speechbrain.dataio.dataset import DynamicItemDataset
+    >>> data = {f"u{i}": {"duration": 1.0 + i} for i in range(6)}
+    >>> hparams = {
+    ...     "dataloader_options": {"batch_size": 2, "num_workers": 0},
+    ...     "dynamic_batching": True,
+    ...     "dynamic_batch_sampler": {"max_batch_length": 8, "num_buckets": 3},
+    ...     "seed": 1,
+    ... }
+    >>> options = train_loader_options(hparams, DynamicItemDataset(data))
+    >>> sorted(options)
+    ['batch_sampler', 'num_workers']
+    >>> batches = list(options["batch_sampler"])
+    >>> sorted(i for batch in batches for i in batch)  # each utterance once
+    [0, 1, 2, 3, 4, 5]
+    """
+    options = dict(hparams["dataloader_options"])
+    if not hparams["dynamic_batching"]:
+        return options
+    # The batch sampler takes the place of these (DataLoader refuses both).
+    for key in ("batch_size", "shuffle", "sampler", "drop_last"):
+        options.pop(key, None)
+    options["batch_sampler"] = DynamicBatchSampler(
+        train_set,
+        length_func=_duration,
+        seed=hparams["seed"],
+        **hparams["dynamic_batch_sampler"],
+    )
+    return options
+
+
+def _duration(entry):
+    """An utterance's duration in seconds, from its screened entry."""
+    return float(entry["duration"])
 
 
 def command_line_checkpoint_interval(hparams, run_opts):

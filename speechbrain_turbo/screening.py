@@ -243,7 +243,8 @@ class InputScreen:
         Returns
         -------
         dict
-            id -> entry, for the entries that passed.
+            id -> entry, for the entries that passed, each with its audio's
+            ``duration`` in seconds (measured).
         """
         kept, first_seen = {}, {}
         for item_id, where, entry in entries:
@@ -252,6 +253,10 @@ class InputScreen:
             )
             first_seen.setdefault(item_id, where)
             if problem is None:
+                # Measured, not trusted from the manifest: duration-sized
+                # batches and sorted evaluation order by it.
+                seconds = audio_io.info(entry["wav"]).duration
+                entry["duration"] = round(seconds, 3)
                 kept[item_id] = entry
             else:
                 self.reject(split, item_id, where, *problem)

@@ -576,3 +576,23 @@ def test_learned_temperature_is_clamped_after_each_training_step():
     brain.modules.train()
     brain.fit_batch(make_batch())
     assert float(turbo_loss.inverse_temperature()) == pytest.approx(100.0)
+
+
+def test_brain_draws_new_duration_sized_batches_every_epoch():
+    """SpeechBrain alone would repeat epoch 0's batches in one process."""
+    from test_recipe_steps import duration_dataset, duration_hparams
+
+    from speechbrain_turbo.recipe import train_loader_options
+
+    durations = [0.5 + 0.1 * i for i in range(30)]
+    dataset = duration_dataset(durations)
+    dataset.set_output_keys(["id"])
+    options = train_loader_options(duration_hparams(), dataset)
+    brain = make_brain()
+    loader = brain.make_dataloader(dataset, sb.Stage.TRAIN, **options)
+    epochs = []
+    for epoch in (1, 2, 1):
+        brain.train_sampler.set_epoch(epoch)  # as Brain.fit does
+        epochs.append([batch.id for batch in loader])
+    assert epochs[0] != epochs[1]
+    assert epochs[0] == epochs[2]  # rebuilt exactly (resume)

@@ -185,3 +185,50 @@ def test_pretrained_recipe_trains_under_torchrun_gloo(
     log = result.stdout + result.stderr
     assert result.returncode == 0, log[-4000:]
     assert "Test WA" in log and "Test without text WA" in log
+
+
+def ce_worker(rank, init_file, out_file, sizes):
+    """One DDP process: cross-entropy of its rows weighted by its share."""
+    from speechbrain_turbo.losses import share_of_global_batch
+
+    dist.init_process_group(
+        "gloo", init_method=f"file://{init_file}", rank=rank, world_size=WORLD
+    )
+    classifier, inputs, labels = make_ce_problem(sum(sizes))
+    rows = slice(sum(sizes[:rank]), sum(sizes[: rank + 1]))
+    ce = torch.nn.functional.cross_entropy(
+        classifier(inputs[rows]), labels[rows]
+    )
+    (ce * share_of_global_batch(len(labels[rows]), "cpu")).backward()
+    for parameter in classifier.parameters():  # what DDP does to gradients
+        dist.all_reduce(parameter.grad)
+        parameter.grad /= WORLD
+    if rank == 0:
+        torch.save([p.grad for p in classifier.parameters()], out_file)
+    dist.destroy_process_group()
+
+
+def make_ce_problem(rows):
+    torch.manual_seed(0)
+    classifier = torch.nn.Linear(4, 3)
+    inputs = torch.randn(rows, 4, generator=torch.Generator().manual_seed(2))
+    labels = torch.arange(rows) % 3
+    return classifier, inputs, labels
+
+
+def test_unequal_batches_weight_cross_entropy_by_their_rows(tmp_path):
+    """Gradients equal one process's on the concatenated batch: unweighted,
+    the 2-row process's rows would count twice as much as the others."""
+    sizes = SPLITS["unequal"]
+    out_file = str(tmp_path / "ce.pt")
+    mp.spawn(
+        ce_worker,
+        args=(str(tmp_path / "init"), out_file, sizes),
+        nprocs=WORLD,
+        join=True,
+    )
+    distributed = torch.load(out_file)
+    classifier, inputs, labels = make_ce_problem(sum(sizes))
+    torch.nn.functional.cross_entropy(classifier(inputs), labels).backward()
+    for expected, got in zip(classifier.parameters(), distributed):
+        torch.testing.assert_close(got, expected.grad, atol=1e-6, rtol=0)

@@ -3,7 +3,10 @@
 import speechbrain as sb
 import torch
 
-from speechbrain_turbo.recipe import command_line_checkpoint_interval
+from speechbrain_turbo.recipe import (
+    command_line_checkpoint_interval,
+    train_loader_options,
+)
 
 
 def test_command_line_checkpoint_interval_replaces_the_files_other_kind(
@@ -35,3 +38,73 @@ def test_checkpoint_intervals_are_left_alone_otherwise():
     assert command_line_checkpoint_interval(
         {"ckpt_interval_steps": 10}, {"ckpt_interval_minutes": 2}
     ) == {"ckpt_interval_minutes": 2, "ckpt_interval_steps": 0}
+
+
+def duration_hparams(dynamic=True, **sampler):
+    return {
+        "dataloader_options": {"batch_size": 2, "shuffle": True},
+        "dynamic_batching": dynamic,
+        "dynamic_batch_sampler": {
+            "max_batch_length": 6,
+            "num_buckets": 4,
+            **sampler,
+        },
+        "seed": 3,
+    }
+
+
+def duration_dataset(durations):
+    from speechbrain.dataio.dataset import DynamicItemDataset
+
+    return DynamicItemDataset(
+        {f"u{i}": {"duration": d} for i, d in enumerate(durations)}
+    )
+
+
+def test_fixed_batches_keep_the_dataloader_options():
+    options = train_loader_options(
+        duration_hparams(dynamic=False), duration_dataset([1.0] * 4)
+    )
+    assert options == {"batch_size": 2, "shuffle": True}
+
+
+def test_duration_sized_batches_hold_similar_durations_within_the_budget():
+    durations = [0.5, 0.6, 0.7, 2.9, 3.0, 0.55, 0.65, 2.8, 1.5, 1.4] * 3
+    options = train_loader_options(
+        duration_hparams(), duration_dataset(durations)
+    )
+    # DataLoader refuses batch_size / shuffle beside a batch sampler.
+    assert set(options) == {"batch_sampler"}
+    batches = list(options["batch_sampler"])
+    assert sorted(i for b in batches for i in b) == list(range(len(durations)))
+    sizes = {len(b) for b in batches}
+    assert len(sizes) > 1  # as many utterances as fit, not a fixed count
+    for batch in batches:
+        lengths = [durations[i] for i in batch]
+        if len(batch) > 1:
+            assert sum(lengths) <= 6 + 1e-9
+            # Short utterances are not padded to a long one.
+            assert max(lengths) / min(lengths) < 2.5
+
+
+def test_duration_sized_batches_follow_the_seed():
+    durations = [0.5 + 0.1 * i for i in range(30)]
+    first = list(
+        train_loader_options(duration_hparams(), duration_dataset(durations))[
+            "batch_sampler"
+        ]
+    )
+    again = list(
+        train_loader_options(duration_hparams(), duration_dataset(durations))[
+            "batch_sampler"
+        ]
+    )
+    other = duration_hparams()
+    other["seed"] = 4
+    third = list(
+        train_loader_options(other, duration_dataset(durations))[
+            "batch_sampler"
+        ]
+    )
+    assert first == again
+    assert first != third

@@ -1,6 +1,7 @@
 """A run killed with SIGKILL mid-epoch resumes from its last intra-epoch
 checkpoint when the same command runs again, and ends with exactly the test
-metrics of an uninterrupted run (CPU, same seed).
+metrics of an uninterrupted run (CPU, same seed), with fixed and with
+duration-sized batches.
 """
 
 import json
@@ -10,6 +11,7 @@ import subprocess
 import sys
 import time
 
+import pytest
 from conftest import REPO
 
 RECIPE = os.path.join(REPO, "recipes", "IEMOCAP", "turbo")
@@ -29,9 +31,16 @@ COMMAND = [
 ]
 
 
-def start(corpus, output):
+BATCHING = {
+    "fixed": [],
+    # About 4 utterances of the tiny corpus per batch.
+    "duration": ["--dynamic_batching=True", "--max_batch_length=12"],
+}
+
+
+def start(corpus, output, batching):
     env = dict(os.environ, OMP_NUM_THREADS="1", HF_HUB_OFFLINE="1")
-    command = [sys.executable, *COMMAND, f"--data_folder={corpus}"]
+    command = [sys.executable, *COMMAND, *batching, f"--data_folder={corpus}"]
     return subprocess.Popen(
         [*command, f"--output_folder={output}"],
         cwd=RECIPE,
@@ -60,14 +69,16 @@ def finish(process):
     return log
 
 
+@pytest.mark.parametrize("batching", list(BATCHING))
 def test_killed_run_resumes_and_matches_an_uninterrupted_one(
-    tmp_path, tiny_corpus
+    tmp_path, tiny_corpus, batching
 ):
+    options = BATCHING[batching]
     reference = tmp_path / "uninterrupted"
-    finish(start(tiny_corpus, reference))
+    finish(start(tiny_corpus, reference, options))
 
     output = tmp_path / "killed"
-    process = start(tiny_corpus, output)
+    process = start(tiny_corpus, output, options)
     # Kill it in the second epoch, once it has saved an intra-epoch
     # checkpoint there.
     deadline = time.time() + 300
@@ -83,8 +94,10 @@ def test_killed_run_resumes_and_matches_an_uninterrupted_one(
     history = (output / "history.jsonl").read_text().splitlines()
     assert len(history) == 1  # killed inside epoch 2
 
-    log = finish(start(tiny_corpus, output))
+    log = finish(start(tiny_corpus, output, options))
     assert "Loading a checkpoint" in log
+    if options:
+        assert "DynamicBatchSampler" in (output / "log.txt").read_text()
     resumed = json.loads((output / "test_metrics.json").read_text())
     expected = json.loads((reference / "test_metrics.json").read_text())
     # CPU time is the only field that may differ.
