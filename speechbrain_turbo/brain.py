@@ -588,6 +588,7 @@ class TurboBrain(sb.Brain):
             The detached loss (non-finite for a skipped step).
         """
         should_step = (self.step % self.grad_accumulation_factor) == 0
+        self._count_padding(batch)
         self.on_fit_batch_start(batch, should_step)
         with self.no_sync(not should_step):
             with self.training_ctx:
@@ -602,6 +603,18 @@ class TurboBrain(sb.Brain):
             self.optimizers_step()
         self.on_fit_batch_end(batch, outputs, loss, should_step)
         return loss.detach().cpu()
+
+    def _count_padding(self, batch):
+        """Adds a training batch's audio samples, and how many of them are
+        padding, to the epoch's counts (``padding`` in the train stats).
+        """
+        audio = getattr(batch, "audio", None)
+        if audio is None:
+            return
+        rows, longest = audio.data.shape[:2]
+        real = float(audio.lengths.sum()) * longest
+        self.audio_samples += rows * longest
+        self.padded_samples += rows * longest - real
 
     def _finite_on_every_rank(self, loss):
         """Whether the loss is finite here and on every other process."""
@@ -673,10 +686,11 @@ class TurboBrain(sb.Brain):
         """
         self.train_sums, self.train_steps = {}, 0
         self.skipped_steps = 0
+        self.audio_samples, self.padded_samples = 0, 0.0
         self.predicted, self.targets, self.projected = [], [], {}
         self.ids = []
+        self._stage_start = time.perf_counter()
         if stage == sb.Stage.TRAIN:
-            self._epoch_start = time.perf_counter()
             if torch.cuda.is_available():
                 torch.cuda.reset_peak_memory_stats()
 
@@ -698,8 +712,12 @@ class TurboBrain(sb.Brain):
                 name: total / steps for name, total in self.train_sums.items()
             }
             self.train_stats["skipped_steps"] = self.skipped_steps
+            # The fraction of the audio batches that was padding.
+            self.train_stats["padding"] = self.padded_samples / max(
+                self.audio_samples, 1
+            )
             # The cost of an epoch, next to what it bought.
-            self.train_stats["time_s"] = time.perf_counter() - self._epoch_start
+            self.train_stats["time_s"] = time.perf_counter() - self._stage_start
             if torch.cuda.is_available():
                 peak = torch.cuda.max_memory_allocated() / 2**30
                 self.train_stats["peak_GiB"] = peak
@@ -869,6 +887,8 @@ class TurboBrain(sb.Brain):
                 if k != "unixtime"
             },
         }
+        # Wall time of the test, every process's share gathered (varies).
+        report["test_seconds"] = time.perf_counter() - self._stage_start
         if self.missing_modalities:
             report["without"] = list(self.missing_modalities)
         else:

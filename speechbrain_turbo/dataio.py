@@ -415,6 +415,7 @@ def fit_sentencepiece(make_tokenizer):
     many times (as acted emotion corpora are) always hits. The largest
     allowed size is then used instead, and the log says so; the text
     embedding keeps ``vocab_size`` rows, of which the extra ones go unused.
+    Under DDP the main process trains and every process loads its result.
 
     Arguments
     ---------
@@ -446,8 +447,20 @@ def fit_sentencepiece(make_tokenizer):
     >>> fit_sentencepiece(make).sp.vocab_size() < 300
     True
     """
+    # The main process alone may train: a failed attempt on one process
+    # would leave the others waiting in SentencePiece's own collectives.
+    lowered = run_on_main(_train_sentencepiece, args=[make_tokenizer])
+    overrides = {} if lowered is None else {"vocab_size": lowered}
+    return make_tokenizer(**overrides)
+
+
+def _train_sentencepiece(make_tokenizer):
+    """Trains the tokenizer, lowering ``vocab_size`` to what SentencePiece
+    allows if needed; returns the lowered size, or None if it fitted.
+    """
     try:
-        return make_tokenizer()
+        make_tokenizer()
+        return None
     except RuntimeError as err:
         allowed = re.search(
             r"Vocabulary size too high \((\d+)\).*<= (\d+)", str(err)
@@ -461,7 +474,8 @@ def fit_sentencepiece(make_tokenizer):
         requested,
         largest,
     )
-    return make_tokenizer(vocab_size=largest)
+    make_tokenizer(vocab_size=largest)
+    return largest
 
 
 def datasets_from_hparams(hparams, manifests, label_key):
@@ -497,9 +511,6 @@ def datasets_from_hparams(hparams, manifests, label_key):
         max_audio_seconds=hparams["max_audio_seconds"],
     )
     if "tokenizer" in hparams:
-        # Trained by one process (SentencePiece's folder creation races
-        # under DDP), then loaded by all.
-        run_on_main(fit_sentencepiece, args=[hparams["tokenizer"]])
         text_to_ids = fit_sentencepiece(hparams["tokenizer"]).sp.encode_as_ids
     else:
         text_to_ids = hparams["text_model"].text_to_ids

@@ -596,3 +596,15 @@ def test_brain_draws_new_duration_sized_batches_every_epoch():
         epochs.append([batch.id for batch in loader])
     assert epochs[0] != epochs[1]
     assert epochs[0] == epochs[2]  # rebuilt exactly (resume)
+
+
+def test_epoch_reports_the_fraction_of_audio_that_was_padding():
+    brain = make_brain()
+    brain.init_optimizers()
+    brain.modules.train()
+    brain.on_stage_start(sb.Stage.TRAIN)
+    brain.fit_batch(make_batch())  # audio of 10, 11, 12 and 13 frames
+    brain.fit_batch(make_batch(batch_size=1))  # one row: no padding
+    brain.on_stage_end(sb.Stage.TRAIN, 0.0)
+    padded = 4 * 13 - (10 + 11 + 12 + 13)
+    assert brain.train_stats["padding"] == pytest.approx(padded / (52 + 10))

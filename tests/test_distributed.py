@@ -4,6 +4,7 @@ the gradients of one process holding the whole global batch.
 """
 
 import os
+import time
 
 import pytest
 import torch
@@ -232,3 +233,53 @@ def test_unequal_batches_weight_cross_entropy_by_their_rows(tmp_path):
     torch.nn.functional.cross_entropy(classifier(inputs), labels).backward()
     for expected, got in zip(classifier.parameters(), distributed):
         torch.testing.assert_close(got, expected.grad, atol=1e-6, rtol=0)
+
+
+def sentencepiece_worker(rank, init_file, folder, out_file):
+    """One DDP process fitting the tokenizer of a 1-sentence corpus."""
+    import functools
+
+    from speechbrain.tokenizers.SentencePiece import SentencePiece
+
+    from speechbrain_turbo.dataio import fit_sentencepiece
+
+    os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank))
+    dist.init_process_group(
+        "gloo", init_method=f"file://{init_file}", rank=rank, world_size=WORLD
+    )
+    make = functools.partial(
+        SentencePiece,
+        model_dir=folder,
+        vocab_size=300,  # more than the sentence allows
+        annotation_train=os.path.join(folder, "train.json"),
+        annotation_read="text",
+        annotation_format="json",
+    )
+    size = fit_sentencepiece(make).sp.vocab_size()
+    dist.barrier()  # hangs here if the processes' collectives went astray
+    torch.save(size, f"{out_file}.{rank}")
+    dist.destroy_process_group()
+
+
+def test_lowered_vocabulary_is_fitted_once_and_loaded_by_every_process(
+    tmp_path,
+):
+    import json
+
+    texts = {f"u{i}": {"text": "dogs are sitting"} for i in range(4)}
+    (tmp_path / "train.json").write_text(json.dumps(texts))
+    out_file = str(tmp_path / "size")
+    context = mp.spawn(
+        sentencepiece_worker,
+        args=(str(tmp_path / "init"), str(tmp_path), out_file),
+        nprocs=WORLD,
+        join=False,
+    )
+    deadline = time.time() + 120
+    while not context.join(timeout=1):
+        if time.time() > deadline:
+            for process in context.processes:
+                process.kill()
+            pytest.fail("the processes hung fitting the tokenizer")
+    sizes = [torch.load(f"{out_file}.{rank}") for rank in range(WORLD)]
+    assert sizes[0] == sizes[1] < 300
