@@ -57,6 +57,12 @@ def parse_args():
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--batch_size", type=int, default=8)
     parser.add_argument("--num_workers", type=int, default=4)
+    parser.add_argument(
+        "--dynamic_batching",
+        choices=["True", "False"],
+        default="False",
+        help="duration-sized batches (turbo.yaml's default) or fixed ones",
+    )
     parser.add_argument("--audio_family", default="wavlm")
     parser.add_argument("--text_family", default="roberta")
     parser.add_argument(
@@ -95,6 +101,8 @@ def run_one(args, name, overrides, paths, deadline):
         f"--output_folder={output}",
         f"--number_of_epochs={args.epochs}",
         f"--batch_size={args.batch_size}",
+        # batch_size utterances per batch (the figures' unit), unless asked.
+        f"--dynamic_batching={args.dynamic_batching}",
         f"--num_workers={args.num_workers}",
         f"--device={args.device}",
         *(TINY_HEADS if args.size == "tiny" else []),

@@ -30,6 +30,10 @@ import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
 
+from speechbrain.utils.logger import get_logger
+
+logger = get_logger(__name__)
+
 METRICS = ("WA", "UA", "macro_F1")
 # The columns of collect's table.
 COLUMNS = ("valid_UA", *METRICS, "UA_without_text", "cpu_minutes")
@@ -74,7 +78,9 @@ def run_one(
         try:
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            print(f"SKIPPED: {run_folder} is being trained by another process")
+            logger.warning(
+                "Skipped: %s is being trained by another process", run_folder
+            )
             return None
         command = [
             sys.executable,
@@ -99,7 +105,9 @@ def run_one(
                         stderr=log,
                     )
                 if done.returncode != 0:
-                    print(f"FAILED: fold {fold}, seed {seed}: see {log_path}")
+                    logger.error(
+                        "Failed: fold %s, seed %s: see %s", fold, seed, log_path
+                    )
                     return None
     with open(metrics_file, encoding="utf-8") as f:
         return json.load(f)
@@ -277,7 +285,9 @@ def main(train_py, fold_key, argv=None):
     if rows:
         print(write_tables(rows, summarise(rows), folder, command))
     if failed:
-        print(f"{failed} of {len(results)} runs failed")
+        logger.error(
+            "%d of %d runs failed or were skipped", failed, len(results)
+        )
         sys.exit(1)
 
 
