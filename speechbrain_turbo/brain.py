@@ -31,11 +31,6 @@ Authors
  * speechbrain-turbo contributors
 """
 
-import csv
-import gc
-import itertools
-import json
-import os
 import time
 
 import speechbrain as sb
@@ -43,22 +38,17 @@ import torch
 import torch.nn.functional as F
 from speechbrain.utils.logger import get_logger
 
+from speechbrain_turbo.brain_workarounds import SpeechBrainWorkarounds
 from speechbrain_turbo.dataio import transcript_group_ids
 from speechbrain_turbo.losses import share_of_global_batch, symmetric_kl
-from speechbrain_turbo.metrics import (
-    alignment,
-    classification_metrics,
-    plot_training_curves,
-    uniformity,
-    write_confusion_matrix,
-)
+from speechbrain_turbo.metrics import StageReports, alignment
 
 logger = get_logger(__name__)
 
 TWIN_PASS_MODES = (True, False, "sequential")
 
 
-class TurboBrain(sb.Brain):
+class TurboBrain(SpeechBrainWorkarounds, StageReports, sb.Brain):
     """Brain for Turbo: twin pass in training, one pass in evaluation.
 
     The loss is ``(CE(view 1) + CE(view 2)) / 2 + turbo_weight * Turbo``.
@@ -173,43 +163,6 @@ class TurboBrain(sb.Brain):
             return self.turbo_weight
         return self.turbo_weight * min(1.0, counter.current / warmup)
 
-    def _wrap_distributed(self):
-        """SpeechBrain's DDP wrapping, with BatchNorm left alone on CPU.
-
-        SpeechBrain turns every BatchNorm into SyncBatchNorm under DDP, but
-        SyncBatchNorm only runs on GPUs: a CPU run with the gloo backend
-        would stop at its first batch. DDP's buffer broadcast still keeps
-        the running statistics of all processes equal to the first one's.
-        """
-        on_cpu = torch.device(self.device).type == "cpu"
-        if not (self.distributed_launch and on_cpu):
-            return super()._wrap_distributed()
-        for name, module in self.modules.items():
-            if any(p.requires_grad for p in module.parameters()):
-                self.modules[name] = torch.nn.parallel.DistributedDataParallel(
-                    module,
-                    device_ids=None,
-                    find_unused_parameters=self.find_unused_parameters,
-                )
-
-    def leave_process_group(self):
-        """Ends a DDP run: unwraps the modules, then all processes leave
-        the process group together. Nothing to do outside DDP.
-
-        A gloo process that exits with the group still alive aborts
-        ("terminate called without an active exception"), and DDP's
-        wrappers keep the group alive past ``destroy_process_group`` until
-        the interpreter tears them down: they are dropped first.
-        """
-        if not sb.utils.distributed.is_distributed_initialized():
-            return
-        for name, module in self.modules.items():
-            if isinstance(module, torch.nn.parallel.DistributedDataParallel):
-                self.modules[name] = module.module
-        gc.collect()
-        sb.utils.distributed.ddp_barrier()
-        torch.distributed.destroy_process_group()
-
     def init_optimizers(self):
         """One optimizer, or two with ``encoder_opt_class``.
 
@@ -286,89 +239,6 @@ class TurboBrain(sb.Brain):
             getattr(
                 turbo_loss, "module", turbo_loss
             ).clamp_inverse_temperature_()
-
-    def make_dataloader(
-        self, dataset, stage, ckpt_prefix="dataloader-", **loader_kwargs
-    ):
-        """SpeechBrain's loader, seeding its workers from its own generator.
-
-        A DataLoader draws its workers' base seed from the global torch
-        generator each time it is iterated, unless it has a generator of
-        its own. With one, iterating a loader (as a resumed run does once
-        more than an uninterrupted one) leaves the global generator, and so
-        the dropout masks of the twin pass, where they were.
-
-        Arguments
-        ---------
-        dataset : Dataset
-            As for ``speechbrain.Brain.make_dataloader``.
-        stage : sb.Stage
-            TRAIN, VALID or TEST.
-        ckpt_prefix : str
-            Prefix of the loader's recoverable name.
-        **loader_kwargs : dict
-            DataLoader options.
-
-        Returns
-        -------
-        DataLoader
-            The loader.
-        """
-        if "generator" not in loader_kwargs:
-            generator = torch.Generator()
-            generator.manual_seed(torch.initial_seed() + int(stage.value))
-            loader_kwargs["generator"] = generator
-        if stage != sb.Stage.TRAIN and self._world_size() > 1:
-            loader_kwargs = self._shard_evaluation(dataset, loader_kwargs)
-        return super().make_dataloader(
-            dataset, stage, ckpt_prefix=ckpt_prefix, **loader_kwargs
-        )
-
-    def _train_loader_specifics(self, dataset, loader_kwargs):
-        """SpeechBrain's training-loader set-up, and a batch sampler's epoch.
-
-        SpeechBrain calls ``set_epoch`` at each epoch only on a sampler it
-        made or wrapped for DDP. A ``batch_sampler`` given in a single
-        process (e.g. ``DynamicBatchSampler``) would then draw epoch 0's
-        batches again every epoch, and a resumed run could not rebuild the
-        epoch it stopped in; it is made the epoch-aware sampler here.
-        """
-        loader_kwargs = super()._train_loader_specifics(dataset, loader_kwargs)
-        batch_sampler = loader_kwargs.get("batch_sampler")
-        if self.train_sampler is None and hasattr(batch_sampler, "set_epoch"):
-            self.train_sampler = batch_sampler
-        return loader_kwargs
-
-    @staticmethod
-    def _world_size():
-        """Number of processes of the initialised group (1 without one)."""
-        if torch.distributed.is_available() and (
-            torch.distributed.is_initialized()
-        ):
-            return torch.distributed.get_world_size()
-        return 1
-
-    def _shard_evaluation(self, dataset, loader_kwargs):
-        """Validation and test shards, one per process, in order.
-
-        SpeechBrain 1.1 shards only the training set under DDP (its code
-        for the others is commented out in ``Brain.make_dataloader``), so
-        every process would score the whole set. A ``DistributedSampler``
-        without shuffling gives each process every N-th item (repeating a
-        few to even the shards out; :meth:`_gather_predictions` counts each
-        utterance once).
-        """
-        if isinstance(dataset, torch.utils.data.DataLoader):
-            return loader_kwargs
-        if "sampler" in loader_kwargs or "batch_sampler" in loader_kwargs:
-            return loader_kwargs
-        return {
-            **loader_kwargs,
-            "shuffle": False,
-            "sampler": torch.utils.data.distributed.DistributedSampler(
-                dataset, shuffle=False, drop_last=False
-            ),
-        }
 
     def compute_forward(self, batch, stage):
         """Encodes every modality and classifies the fused embeddings.
@@ -616,17 +486,6 @@ class TurboBrain(sb.Brain):
         self.audio_samples += rows * longest
         self.padded_samples += rows * longest - real
 
-    def _finite_on_every_rank(self, loss):
-        """Whether the loss is finite here and on every other process."""
-        finite = torch.isfinite(loss.detach()).to(torch.int32).reshape(1)
-        if torch.distributed.is_available() and (
-            torch.distributed.is_initialized()
-        ):
-            torch.distributed.all_reduce(
-                finite, op=torch.distributed.ReduceOp.MIN
-            )
-        return bool(finite.item())
-
     def _skip_step(self, batch, loss):
         """Drops the step's gradients, counts it, stops past patience."""
         self.zero_grad(set_to_none=True)
@@ -765,25 +624,6 @@ class TurboBrain(sb.Brain):
                 sb.nnet.schedulers.update_learning_rate(optimizer, new_lr)
         return rates
 
-    def _record_history(self, epoch, valid_stats):
-        """Appends the epoch to history.jsonl and redraws the curves PNG."""
-        if not sb.utils.distributed.if_main_process():
-            return
-        folder = self.hparams.output_folder
-        path = os.path.join(folder, "history.jsonl")
-        record = {
-            "epoch": epoch,
-            "train": self.train_stats,
-            "valid": valid_stats,
-        }
-        with open(path, "a", encoding="utf-8") as f:
-            f.write(json.dumps(record) + "\n")
-        with open(path, encoding="utf-8") as f:
-            history = [json.loads(line) for line in f]
-        plot_training_curves(
-            history, os.path.join(folder, "training_curves.png")
-        )
-
     def on_evaluate_start(self, max_key=None, min_key=None):
         """Loads the best checkpoint and remembers what it scored.
 
@@ -801,127 +641,3 @@ class TurboBrain(sb.Brain):
                 max_key=max_key, min_key=min_key
             )
         self.selected_checkpoint = {} if checkpoint is None else checkpoint.meta
-
-    def _gather_predictions(self):
-        """Under DDP, every process's share of the stage, deduplicated.
-
-        Validation and test are sharded across processes
-        (:meth:`_shard_evaluation`; the sampler repeats a few items to even
-        the shards out): the metrics must come from all shards, each
-        utterance once. ``scored_per_process`` records the shard sizes.
-        """
-        if self._world_size() <= 1:
-            return
-        local = {
-            "ids": self.ids,
-            "predicted": torch.cat(self.predicted),
-            "targets": torch.cat(self.targets),
-            "projected": {m: torch.cat(v) for m, v in self.projected.items()},
-        }
-        shares = [None] * torch.distributed.get_world_size()
-        torch.distributed.all_gather_object(shares, local)
-        self.scored_per_process = [len(share["ids"]) for share in shares]
-        seen = set()
-        self.ids, self.predicted, self.targets, self.projected = [], [], [], {}
-        for share in shares:
-            keep = [r for r, i in enumerate(share["ids"]) if i not in seen]
-            seen.update(share["ids"])
-            index = torch.tensor(keep, dtype=torch.long)
-            self.ids += [share["ids"][r] for r in keep]
-            self.predicted.append(share["predicted"][index])
-            self.targets.append(share["targets"][index])
-            for m, embeddings in share["projected"].items():
-                self.projected.setdefault(m, []).append(embeddings[index])
-
-    def _evaluation_stats(self, stage_loss):
-        """WA, UA and macro-F1 of the stage's predictions."""
-        self._gather_predictions()
-        self._metrics = classification_metrics(
-            torch.cat(self.targets).numpy(),
-            torch.cat(self.predicted).numpy(),
-            num_classes=len(self.hparams.label_encoder),
-        )
-        stats = {
-            "loss": stage_loss,
-            **{k: self._metrics[k] for k in ("WA", "UA", "macro_F1")},
-        }
-        return {**stats, **self._representation_stats()}
-
-    def _representation_stats(self):
-        """Uniformity of each modality's contrastive embeddings and the
-        alignment of every pair of modalities (same utterance = positive),
-        over the whole stage; empty when the Turbo term is off.
-        """
-        projected = {m: torch.cat(v) for m, v in self.projected.items()}
-        stats = {}
-        for m, embeddings in projected.items():
-            if len(embeddings) > 1:
-                stats[f"unif_{m}"] = uniformity(embeddings)
-        for m, n in itertools.combinations(projected, 2):
-            stats[f"align_{m}_{n}"] = alignment(projected[m], projected[n])
-        return stats
-
-    def _write_test_report(self, stats):
-        """Writes test metrics (JSON), per-utterance predictions (CSV) and
-        the confusion matrix (CSV, PNG).
-        """
-        folder = self.hparams.output_folder
-        encoder = self.hparams.label_encoder
-        names = [encoder.ind2lab[i] for i in range(len(encoder))]
-        suffix = ""
-        if self.missing_modalities:
-            suffix = "_without_" + "_".join(self.missing_modalities)
-        csv_path, png_path = write_confusion_matrix(
-            self._metrics["confusion"],
-            names,
-            os.path.join(folder, f"test_confusion{suffix}"),
-        )
-        # The validation scores of the checkpoint tested, so that model
-        # selection can be audited (and done) on validation only.
-        report = {
-            **stats,
-            "epoch": self.hparams.epoch_counter.current,
-            "selected_on_valid": {
-                k: v
-                for k, v in getattr(self, "selected_checkpoint", {}).items()
-                if k != "unixtime"
-            },
-        }
-        # Wall time of the test, every process's share gathered (varies).
-        report["test_seconds"] = time.perf_counter() - self._stage_start
-        if self.missing_modalities:
-            report["without"] = list(self.missing_modalities)
-        else:
-            # CPU time of this process so far (all its threads): preparation,
-            # training and this test. A resumed run counts its last part only.
-            report["process_cpu_minutes"] = time.process_time() / 60
-        if getattr(self, "scored_per_process", None):
-            report["scored_per_process"] = self.scored_per_process
-        with open(
-            os.path.join(folder, f"test_predictions{suffix}.csv"),
-            "w",
-            newline="",
-            encoding="utf-8",
-        ) as f:
-            writer = csv.writer(f)
-            writer.writerow(["ID", "label", "predicted"])
-            for item_id, target, predicted in zip(
-                self.ids, torch.cat(self.targets), torch.cat(self.predicted)
-            ):
-                writer.writerow(
-                    [item_id, names[int(target)], names[int(predicted)]]
-                )
-        with open(
-            os.path.join(folder, f"test_metrics{suffix}.json"),
-            "w",
-            encoding="utf-8",
-        ) as f:
-            json.dump(report, f, indent=2)
-        logger.info(
-            "Test%s WA %.4f, UA %.4f, macro-F1 %.4f; confusion matrix: %s",
-            suffix.replace("_", " "),
-            stats["WA"],
-            stats["UA"],
-            stats["macro_F1"],
-            png_path,
-        )

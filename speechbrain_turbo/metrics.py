@@ -9,16 +9,27 @@ space: on L2-normalised embeddings, alignment is the mean squared distance of
 positive pairs (lower: pairs closer) and uniformity the log of the mean of
 ``exp(-2 ||x - y||^2)`` over all pairs (lower: more spread out).
 
+:class:`StageReports` gives TurboBrain these metrics per stage and writes
+a run's reports.
+
 Authors
  * speechbrain-turbo contributors
 """
 
 import csv
+import itertools
+import json
+import os
+import time
 
 import numpy as np
+import speechbrain as sb
 import torch
 import torch.nn.functional as F
 from sklearn.metrics import confusion_matrix, f1_score
+from speechbrain.utils.logger import get_logger
+
+logger = get_logger(__name__)
 
 
 def classification_metrics(targets, predictions, num_classes):
@@ -241,3 +252,127 @@ def plot_training_curves(history, png_path):
     fig.tight_layout()
     fig.savefig(png_path, dpi=90)
     plt.close(fig)
+
+
+class StageReports:
+    """Mixin for ``TurboBrain``: the metrics of a validation or test stage
+    and the files a run leaves (``history.jsonl``, training curves, test
+    metrics, predictions and confusion matrices).
+
+    It reads the Brain's ``hparams`` (``output_folder``, ``label_encoder``,
+    ``epoch_counter``), ``train_stats``, ``missing_modalities`` and the
+    stage's ``ids``, ``predicted``, ``targets`` and ``projected`` lists, and
+    ``_gather_predictions`` (which collects every DDP process's share).
+    """
+
+    def _record_history(self, epoch, valid_stats):
+        """Appends the epoch to history.jsonl and redraws the curves PNG."""
+        if not sb.utils.distributed.if_main_process():
+            return
+        folder = self.hparams.output_folder
+        path = os.path.join(folder, "history.jsonl")
+        record = {
+            "epoch": epoch,
+            "train": self.train_stats,
+            "valid": valid_stats,
+        }
+        with open(path, "a", encoding="utf-8") as f:
+            f.write(json.dumps(record) + "\n")
+        with open(path, encoding="utf-8") as f:
+            history = [json.loads(line) for line in f]
+        plot_training_curves(
+            history, os.path.join(folder, "training_curves.png")
+        )
+
+    def _evaluation_stats(self, stage_loss):
+        """WA, UA and macro-F1 of the stage's predictions."""
+        self._gather_predictions()
+        self._metrics = classification_metrics(
+            torch.cat(self.targets).numpy(),
+            torch.cat(self.predicted).numpy(),
+            num_classes=len(self.hparams.label_encoder),
+        )
+        stats = {
+            "loss": stage_loss,
+            **{k: self._metrics[k] for k in ("WA", "UA", "macro_F1")},
+        }
+        return {**stats, **self._representation_stats()}
+
+    def _representation_stats(self):
+        """Uniformity of each modality's contrastive embeddings and the
+        alignment of every pair of modalities (same utterance = positive),
+        over the whole stage; empty when the Turbo term is off.
+        """
+        projected = {m: torch.cat(v) for m, v in self.projected.items()}
+        stats = {}
+        for m, embeddings in projected.items():
+            if len(embeddings) > 1:
+                stats[f"unif_{m}"] = uniformity(embeddings)
+        for m, n in itertools.combinations(projected, 2):
+            stats[f"align_{m}_{n}"] = alignment(projected[m], projected[n])
+        return stats
+
+    def _write_test_report(self, stats):
+        """Writes test metrics (JSON), per-utterance predictions (CSV) and
+        the confusion matrix (CSV, PNG).
+        """
+        folder = self.hparams.output_folder
+        encoder = self.hparams.label_encoder
+        names = [encoder.ind2lab[i] for i in range(len(encoder))]
+        suffix = ""
+        if self.missing_modalities:
+            suffix = "_without_" + "_".join(self.missing_modalities)
+        csv_path, png_path = write_confusion_matrix(
+            self._metrics["confusion"],
+            names,
+            os.path.join(folder, f"test_confusion{suffix}"),
+        )
+        # The validation scores of the checkpoint tested, so that model
+        # selection can be audited (and done) on validation only.
+        report = {
+            **stats,
+            "epoch": self.hparams.epoch_counter.current,
+            "selected_on_valid": {
+                k: v
+                for k, v in getattr(self, "selected_checkpoint", {}).items()
+                if k != "unixtime"
+            },
+        }
+        # Wall time of the test, every process's share gathered (varies).
+        report["test_seconds"] = time.perf_counter() - self._stage_start
+        if self.missing_modalities:
+            report["without"] = list(self.missing_modalities)
+        else:
+            # CPU time of this process so far (all its threads): preparation,
+            # training and this test. A resumed run counts its last part only.
+            report["process_cpu_minutes"] = time.process_time() / 60
+        if getattr(self, "scored_per_process", None):
+            report["scored_per_process"] = self.scored_per_process
+        with open(
+            os.path.join(folder, f"test_predictions{suffix}.csv"),
+            "w",
+            newline="",
+            encoding="utf-8",
+        ) as f:
+            writer = csv.writer(f)
+            writer.writerow(["ID", "label", "predicted"])
+            for item_id, target, predicted in zip(
+                self.ids, torch.cat(self.targets), torch.cat(self.predicted)
+            ):
+                writer.writerow(
+                    [item_id, names[int(target)], names[int(predicted)]]
+                )
+        with open(
+            os.path.join(folder, f"test_metrics{suffix}.json"),
+            "w",
+            encoding="utf-8",
+        ) as f:
+            json.dump(report, f, indent=2)
+        logger.info(
+            "Test%s WA %.4f, UA %.4f, macro-F1 %.4f; confusion matrix: %s",
+            suffix.replace("_", " "),
+            stats["WA"],
+            stats["UA"],
+            stats["macro_F1"],
+            png_path,
+        )

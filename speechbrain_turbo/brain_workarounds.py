@@ -1,0 +1,195 @@
+"""Where TurboBrain departs from SpeechBrain's ``Brain`` (1.x): each method
+names the upstream behaviour it works around.
+
+:class:`SpeechBrainWorkarounds` is a mixin: ``TurboBrain`` lists it before
+``speechbrain.Brain``, so these methods wrap (``super()``) or replace the
+Brain's own. They concern data loading and DDP: worker seeding, batch
+samplers' epochs, sharded evaluation, CPU (gloo) runs and a clean exit.
+
+Authors
+ * speechbrain-turbo contributors
+"""
+
+import gc
+
+import speechbrain as sb
+import torch
+
+
+class SpeechBrainWorkarounds:
+    """Mixin for a ``speechbrain.Brain`` subclass (see the module docstring).
+
+    It reads the Brain's ``device``, ``distributed_launch``,
+    ``find_unused_parameters``, ``modules`` and ``train_sampler``, and the
+    evaluation stage's ``ids``, ``predicted``, ``targets`` and ``projected``
+    lists (one entry per batch).
+
+    Example
+    -------
+    >>> class MyBrain(SpeechBrainWorkarounds, sb.Brain):
+    ...     pass
+    >>> MyBrain._world_size()  # no process group
+    1
+    """
+
+    def make_dataloader(
+        self, dataset, stage, ckpt_prefix="dataloader-", **loader_kwargs
+    ):
+        """SpeechBrain's loader, seeding its workers from its own generator.
+
+        A DataLoader draws its workers' base seed from the global torch
+        generator each time it is iterated, unless it has a generator of
+        its own. With one, iterating a loader (as a resumed run does once
+        more than an uninterrupted one) leaves the global generator, and so
+        the dropout masks of the twin pass, where they were.
+
+        Arguments
+        ---------
+        dataset : Dataset
+            As for ``speechbrain.Brain.make_dataloader``.
+        stage : sb.Stage
+            TRAIN, VALID or TEST.
+        ckpt_prefix : str
+            Prefix of the loader's recoverable name.
+        **loader_kwargs : dict
+            DataLoader options.
+
+        Returns
+        -------
+        DataLoader
+            The loader.
+        """
+        if "generator" not in loader_kwargs:
+            generator = torch.Generator()
+            generator.manual_seed(torch.initial_seed() + int(stage.value))
+            loader_kwargs["generator"] = generator
+        if stage != sb.Stage.TRAIN and self._world_size() > 1:
+            loader_kwargs = self._shard_evaluation(dataset, loader_kwargs)
+        return super().make_dataloader(
+            dataset, stage, ckpt_prefix=ckpt_prefix, **loader_kwargs
+        )
+
+    def _train_loader_specifics(self, dataset, loader_kwargs):
+        """SpeechBrain's training-loader set-up, and a batch sampler's epoch.
+
+        SpeechBrain calls ``set_epoch`` at each epoch only on a sampler it
+        made or wrapped for DDP. A ``batch_sampler`` given in a single
+        process (e.g. ``DynamicBatchSampler``) would then draw epoch 0's
+        batches again every epoch, and a resumed run could not rebuild the
+        epoch it stopped in; it is made the epoch-aware sampler here.
+        """
+        loader_kwargs = super()._train_loader_specifics(dataset, loader_kwargs)
+        batch_sampler = loader_kwargs.get("batch_sampler")
+        if self.train_sampler is None and hasattr(batch_sampler, "set_epoch"):
+            self.train_sampler = batch_sampler
+        return loader_kwargs
+
+    @staticmethod
+    def _world_size():
+        """Number of processes of the initialised group (1 without one)."""
+        if torch.distributed.is_available() and (
+            torch.distributed.is_initialized()
+        ):
+            return torch.distributed.get_world_size()
+        return 1
+
+    def _shard_evaluation(self, dataset, loader_kwargs):
+        """Validation and test shards, one per process, in order.
+
+        SpeechBrain 1.1 shards only the training set under DDP (its code
+        for the others is commented out in ``Brain.make_dataloader``), so
+        every process would score the whole set. A ``DistributedSampler``
+        without shuffling gives each process every N-th item (repeating a
+        few to even the shards out; :meth:`_gather_predictions` counts each
+        utterance once).
+        """
+        if isinstance(dataset, torch.utils.data.DataLoader):
+            return loader_kwargs
+        if "sampler" in loader_kwargs or "batch_sampler" in loader_kwargs:
+            return loader_kwargs
+        return {
+            **loader_kwargs,
+            "shuffle": False,
+            "sampler": torch.utils.data.distributed.DistributedSampler(
+                dataset, shuffle=False, drop_last=False
+            ),
+        }
+
+    def _gather_predictions(self):
+        """Under DDP, every process's share of the stage, deduplicated.
+
+        Validation and test are sharded across processes
+        (:meth:`_shard_evaluation`; the sampler repeats a few items to even
+        the shards out): the metrics must come from all shards, each
+        utterance once. ``scored_per_process`` records the shard sizes.
+        """
+        if self._world_size() <= 1:
+            return
+        local = {
+            "ids": self.ids,
+            "predicted": torch.cat(self.predicted),
+            "targets": torch.cat(self.targets),
+            "projected": {m: torch.cat(v) for m, v in self.projected.items()},
+        }
+        shares = [None] * torch.distributed.get_world_size()
+        torch.distributed.all_gather_object(shares, local)
+        self.scored_per_process = [len(share["ids"]) for share in shares]
+        seen = set()
+        self.ids, self.predicted, self.targets, self.projected = [], [], [], {}
+        for share in shares:
+            keep = [r for r, i in enumerate(share["ids"]) if i not in seen]
+            seen.update(share["ids"])
+            index = torch.tensor(keep, dtype=torch.long)
+            self.ids += [share["ids"][r] for r in keep]
+            self.predicted.append(share["predicted"][index])
+            self.targets.append(share["targets"][index])
+            for m, embeddings in share["projected"].items():
+                self.projected.setdefault(m, []).append(embeddings[index])
+
+    def _wrap_distributed(self):
+        """SpeechBrain's DDP wrapping, with BatchNorm left alone on CPU.
+
+        SpeechBrain turns every BatchNorm into SyncBatchNorm under DDP, but
+        SyncBatchNorm only runs on GPUs: a CPU run with the gloo backend
+        would stop at its first batch. DDP's buffer broadcast still keeps
+        the running statistics of all processes equal to the first one's.
+        """
+        on_cpu = torch.device(self.device).type == "cpu"
+        if not (self.distributed_launch and on_cpu):
+            return super()._wrap_distributed()
+        for name, module in self.modules.items():
+            if any(p.requires_grad for p in module.parameters()):
+                self.modules[name] = torch.nn.parallel.DistributedDataParallel(
+                    module,
+                    device_ids=None,
+                    find_unused_parameters=self.find_unused_parameters,
+                )
+
+    def leave_process_group(self):
+        """Ends a DDP run: unwraps the modules, then all processes leave
+        the process group together. Nothing to do outside DDP.
+
+        A gloo process that exits with the group still alive aborts
+        ("terminate called without an active exception"), and DDP's
+        wrappers keep the group alive past ``destroy_process_group`` until
+        the interpreter tears them down: they are dropped first.
+        """
+        if not sb.utils.distributed.is_distributed_initialized():
+            return
+        for name, module in self.modules.items():
+            if isinstance(module, torch.nn.parallel.DistributedDataParallel):
+                self.modules[name] = module.module
+        gc.collect()
+        sb.utils.distributed.ddp_barrier()
+        torch.distributed.destroy_process_group()
+
+    def _finite_on_every_rank(self, loss):
+        """Whether the loss is finite here and on every other process."""
+        finite = torch.isfinite(loss.detach()).to(torch.int32).reshape(1)
+        if torch.distributed.is_available() and (
+            torch.distributed.is_initialized()
+        ):
+            torch.distributed.all_reduce(
+                finite, op=torch.distributed.ReduceOp.MIN
+            )
+        return bool(finite.item())
