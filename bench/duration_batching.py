@@ -15,8 +15,8 @@ For Turbo and its cross-entropy baseline, the AudioText recipe
 then with duration-sized batches of the same mean size
 (``max_batch_length`` = ``batch_size`` x the mean training duration).
 Reported per run: mean epoch time and padding fraction (the recipe's own
-``history.jsonl``), test WA and UA. Then the first run's model is tested
-again in 1 and in 2 processes (``torchrun``, gloo): ``test_seconds`` of
+``history.jsonl``), test WA and UA. At the end the first run's model is
+tested again in 1 and in 2 processes (``torchrun``, gloo): ``test_seconds`` of
 ``test_metrics.json``. ``results.json`` and ``results.md`` are rewritten
 after every run.
 
@@ -311,7 +311,7 @@ def main():
             f"--max_batch_length={budget:.1f}",
         ],
     }
-    records, evaluation = [], {}
+    records, evaluation, first = [], {}, None
     for seed in args.seeds:
         for objective in args.configs:
             for batching, options in batchings.items():
@@ -339,19 +339,18 @@ def main():
                     }
                 )
                 write_report(report, meta, records, evaluation)
-                if not evaluation:
-                    # The trained model tested again: 1, then 2 processes.
-                    for processes in (1, 2):
-                        run(
-                            command,
-                            args.threads,
-                            f"{output}.test{processes}.log",
-                            processes=processes,
-                        )
-                        evaluation[str(processes)] = read_run(output)[
-                            "test_seconds"
-                        ]
-                    write_report(report, meta, records, evaluation)
+                first = first or (command, output)
+    # The first run's model tested again: 1, then 2 processes.
+    command, output = first
+    for processes in (1, 2):
+        run(
+            command,
+            args.threads,
+            f"{output}.test{processes}.log",
+            processes=processes,
+        )
+        evaluation[str(processes)] = read_run(output)["test_seconds"]
+        write_report(report, meta, records, evaluation)
 
 
 if __name__ == "__main__":

@@ -18,4 +18,12 @@ sweep audio_only --modalities=[audio] --turbo_weight=0 --twin_pass=False
 sweep text_only --modalities=[text] --turbo_weight=0 --twin_pass=False
 sweep baseline --turbo_weight=0 --twin_pass=False
 sweep turbo
+# Modality dropout (the text says nothing about the emotion here).
+sweep baseline_modality_dropout --turbo_weight=0 --twin_pass=False \
+    --modality_dropout=0.5
+sweep turbo_modality_dropout --modality_dropout=0.5
+# The other uses of the two views.
+sweep turbo_consistency --consistency_weight=1.0
+sweep turbo_label_positives --label_positives=True
+sweep turbo_warmup --turbo_warmup_epochs=5
 python -m speechbrain_turbo.cross_validate "$root"
