@@ -98,7 +98,7 @@ def train_and_test(hparams, run_opts, manifests, label_key):
         datasets["train"],
         datasets["valid"],
         train_loader_kwargs=train_loader_options(hparams, datasets["train"]),
-        valid_loader_kwargs=hparams["test_dataloader_options"],
+        valid_loader_kwargs=hparams["valid_dataloader_options"],
     )
     brain.evaluate(
         datasets["test"],

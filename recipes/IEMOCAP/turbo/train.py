@@ -74,6 +74,7 @@ if __name__ == "__main__":
             "test_session": hparams["test_session"],
             "valid_split": hparams["valid_split"],
             "seed": hparams["seed"],
+            "skip_prep": hparams["skip_prep"],
         },
     )
     # Screening, tokenizer, training, test (speechbrain_turbo.recipe).
