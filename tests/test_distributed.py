@@ -146,6 +146,9 @@ def test_demo_recipe_trains_and_tests_under_torchrun_gloo(
         "--projection_dim=8",
         "--token_embedding_dim=8",
         "--vocab_size=80",
+        # Batches of unequal sizes on the two processes.
+        "--dynamic_batching=True",
+        "--max_batch_length=12",
     )
     log = result.stdout + result.stderr
     assert result.returncode == 0, log[-4000:]
