@@ -319,33 +319,49 @@ def percent(summary, key):
     return f"{100 * mean:.1f} ± {100 * std:.1f}"
 
 
-def collect(root):
+def collect(root, paired_with=None):
     """Gathers the ``results.csv`` of every configuration (sub-folder) of a
     sweep folder into one Markdown table, ``<root>/summary.md``: mean ± std
     over runs of the selected checkpoints' validation UA, the test metrics
     (percent) and the CPU minutes per run.
 
+    With ``paired_with`` (a configuration's name), a last column gives each
+    configuration's test UA minus that configuration's, run by run (same
+    fold and seed): mean ± std of the differences and how many of them are
+    positive. Runs of one fold share its test speakers, so paired
+    differences are far less noisy than a comparison of the two means.
+
     Arguments
     ---------
     root : str
         Folder holding one sub-folder per configuration.
+    paired_with : str, optional
+        The reference configuration of the paired column.
 
     Returns
     -------
     str
         The table.
     """
-    lines = [
-        "| configuration | runs | valid UA | test WA | test UA "
-        "| test macro-F1 | test UA without text | CPU minutes per run |",
-        "|---|---|---|---|---|---|---|---|",
-    ]
+    tables = {}
     for name in sorted(os.listdir(root)):
         path = os.path.join(root, name, "results.csv")
-        if not os.path.exists(path):
-            continue
-        with open(path, encoding="utf-8") as f:
-            rows = list(csv.DictReader(f))
+        if os.path.exists(path):
+            with open(path, encoding="utf-8") as f:
+                tables[name] = list(csv.DictReader(f))
+    if paired_with is not None and paired_with not in tables:
+        raise ValueError(
+            f"{root} has no configuration {paired_with!r} to pair with "
+            f"(it has {sorted(tables)})"
+        )
+    header = (
+        "| configuration | runs | valid UA | test WA | test UA "
+        "| test macro-F1 | test UA without text | CPU minutes per run |"
+    )
+    if paired_with is not None:
+        header += f" test UA − {paired_with}, paired |"
+    lines = [header, "|---" * header.count(" |") + "|"]
+    for name, rows in tables.items():
         summary = summarise(
             [{k: float(r[k]) for k in COLUMNS if r.get(k)} for r in rows]
         )
@@ -354,6 +370,8 @@ def collect(root):
             cells.append("{:.1f} ± {:.1f}".format(*summary["cpu_minutes"]))
         else:
             cells.append("-")
+        if paired_with is not None:
+            cells.append(_paired(rows, tables[paired_with]))
         lines.append(f"| {name} | {len(rows)} | " + " | ".join(cells) + " |")
     text = "\n".join(lines) + "\n"
     with open(os.path.join(root, "summary.md"), "w", encoding="utf-8") as f:
@@ -361,6 +379,30 @@ def collect(root):
     return text
 
 
+def _paired(rows, reference):
+    """Mean ± std of the test-UA differences of the runs both configurations
+    have (same fold and seed), in points, and how many are positive.
+    """
+    theirs = {(r["fold"], r["seed"]): float(r["UA"]) for r in reference}
+    differences = [
+        100 * (float(r["UA"]) - theirs[(r["fold"], r["seed"])])
+        for r in rows
+        if (r["fold"], r["seed"]) in theirs
+    ]
+    if not differences:
+        return "-"
+    std = statistics.stdev(differences) if len(differences) > 1 else 0.0
+    ahead = sum(d > 0 for d in differences)
+    return (
+        f"{statistics.mean(differences):+.1f} ± {std:.1f} "
+        f"({ahead} of {len(differences)} ahead)"
+    )
+
+
 if __name__ == "__main__":
-    # python -m speechbrain_turbo.cross_validate SWEEP_FOLDER
-    print(collect(sys.argv[1]))
+    # python -m speechbrain_turbo.cross_validate ROOT [--paired_with NAME]
+    cli = argparse.ArgumentParser(description=collect.__doc__.split("\n")[0])
+    cli.add_argument("root")
+    cli.add_argument("--paired_with", default=None)
+    options = cli.parse_args()
+    print(collect(options.root, options.paired_with))

@@ -105,3 +105,31 @@ def test_collect_tabulates_every_configuration(tmp_path):
     assert "| turbo | 2 | 75.0 ± 0.0 | 71.0 ± 0.0 | 70.0 ± 0.0 |" in table
     assert table.rstrip().endswith("| - | 12.0 ± 0.0 |")
     assert (tmp_path / "sweep" / "summary.md").read_text() == table
+
+
+def test_collect_pairs_every_configuration_with_a_reference(tmp_path):
+    runs = {"baseline": (0.5, 0.6, 0.55), "turbo": (0.6, 0.58, 0.65)}
+    for name, uas in runs.items():
+        for seed, ua in enumerate(uas, start=1):
+            folder = tmp_path / "sweep" / name / f"fold4_seed{seed}"
+            fake_metrics(folder, ua)
+        cross_validate.main(
+            str(tmp_path / "train.py"),
+            "test_fold",
+            [
+                "missing.yaml",
+                f"--name={name}",
+                "--folds",
+                "4",
+                "--seeds",
+                "1",
+                "2",
+                "3",
+                f"--output_root={tmp_path / 'sweep'}",
+            ],
+        )
+    table = cross_validate.collect(str(tmp_path / "sweep"), "baseline")
+    assert "test UA − baseline, paired |" in table.splitlines()[0]
+    # Differences +10, -2, +10 points.
+    assert "| +6.0 ± 6.9 (2 of 3 ahead) |" in table
+    assert "| +0.0 ± 0.0 (0 of 3 ahead) |" in table  # itself
