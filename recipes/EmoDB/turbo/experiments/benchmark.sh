@@ -26,4 +26,4 @@ sweep turbo_modality_dropout --modality_dropout=0.5
 sweep turbo_consistency --consistency_weight=1.0
 sweep turbo_label_positives --label_positives=True
 sweep turbo_warmup --turbo_warmup_epochs=5
-python -m speechbrain_turbo.cross_validate "$root"
+python -m speechbrain_turbo.cross_validate "$root" --paired_with baseline
