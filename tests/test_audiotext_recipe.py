@@ -17,6 +17,9 @@ from speechbrain_turbo.random_hf_models import (
     save_random_text_model,
 )
 
+# Runs whole recipes or several processes: deselect with -m "not slow".
+pytestmark = pytest.mark.slow
+
 RECIPE = os.path.join(REPO, "recipes", "AudioText", "turbo")
 # Three classes, each with its own pitch and words.
 CLASSES = {

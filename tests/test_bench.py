@@ -7,6 +7,9 @@ import os
 import pytest
 from conftest import REPO, run_python
 
+# Runs whole recipes or several processes: deselect with -m "not slow".
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture(scope="module")
 def bench_results(tmp_path_factory):

@@ -13,6 +13,9 @@ import torch.multiprocessing as mp
 
 from speechbrain_turbo.losses import TurboLoss
 
+# Runs whole recipes or several processes: deselect with -m "not slow".
+pytestmark = pytest.mark.slow
+
 WORLD = 2
 ROWS = 3  # per process, when equal
 # Rows of each process: equal, and unequal (as duration-sized batches).

@@ -145,6 +145,7 @@ def test_prepare_refuses_a_folder_without_wav(tmp_path):
         )
 
 
+@pytest.mark.slow
 def test_recipe_trains_on_ten_sentences_with_the_default_vocabulary(
     emodb_tree, tmp_path
 ):

@@ -13,6 +13,9 @@ import torchaudio
 from conftest import REPO, run_python
 from speechbrain.dataio import audio_io
 
+# Runs whole recipes or several processes: deselect with -m "not slow".
+pytestmark = pytest.mark.slow
+
 RECIPE = os.path.join(REPO, "recipes", "IEMOCAP", "turbo")
 TINY = [
     "--demo_utterances_per_speaker=8",

@@ -11,6 +11,9 @@ import torch
 from conftest import REPO, run_python
 from safetensors.torch import load_file
 
+# Runs whole recipes or several processes: deselect with -m "not slow".
+pytestmark = pytest.mark.slow
+
 RECIPE = os.path.join(REPO, "recipes", "IEMOCAP", "turbo")
 TINY_HEADS = [
     "--number_of_epochs=2",

@@ -9,6 +9,9 @@ import sys
 import pytest
 from conftest import run_python
 
+# Runs whole recipes or several processes: deselect with -m "not slow".
+pytestmark = pytest.mark.slow
+
 RECIPE = os.path.join(
     os.path.dirname(__file__), os.pardir, "recipes", "IEMOCAP", "turbo"
 )

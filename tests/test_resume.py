@@ -14,6 +14,9 @@ import time
 import pytest
 from conftest import REPO
 
+# Runs whole recipes or several processes: deselect with -m "not slow".
+pytestmark = pytest.mark.slow
+
 RECIPE = os.path.join(REPO, "recipes", "IEMOCAP", "turbo")
 COMMAND = [
     "train.py",
