@@ -17,9 +17,10 @@ setup(
     packages=find_packages(include=["speechbrain_turbo*"]),
     python_requires=">=3.9",
     install_requires=[
+        # brain_workarounds.py overrides Brain methods of SpeechBrain 1.1.
         "speechbrain>=1.1,<1.2",
-        # 2.14.1 + torchaudio 2.11.0 is the working pair on our CI machine.
-        "torch>=2.1,<=2.14.1",
+        # The tested versions of everything: constraints.txt.
+        "torch>=2.1",
         "torchaudio>=2.1",
         "transformers>=4.40",
         "hyperpyyaml>=1.2",
