@@ -610,15 +610,21 @@ class TurboBrain(SpeechBrainWorkarounds, StageReports, sb.Brain):
         """Steps the epoch schedulers; returns the rates the epoch used."""
         rates = {}
         schedules = (
-            ("lr", "optimizer", "lr_annealing"),
-            ("encoder_lr", "encoder_optimizer", "encoder_lr_annealing"),
+            (
+                "lr",
+                getattr(self, "optimizer", None),
+                getattr(self.hparams, "lr_annealing", None),
+            ),
+            (
+                "encoder_lr",
+                getattr(self, "encoder_optimizer", None),
+                getattr(self.hparams, "encoder_lr_annealing", None),
+            ),
         )
-        for key, optimizer_name, scheduler_name in schedules:
-            optimizer = getattr(self, optimizer_name, None)
+        for key, optimizer, scheduler in schedules:
             if optimizer is None:
                 continue
             rates[key] = optimizer.param_groups[0]["lr"]
-            scheduler = getattr(self.hparams, scheduler_name, None)
             if scheduler is not None:
                 _, new_lr = scheduler(epoch)
                 sb.nnet.schedulers.update_learning_rate(optimizer, new_lr)

@@ -11,6 +11,7 @@ import torch.nn.functional as F
 from speechbrain.dataio.batch import PaddedBatch
 from speechbrain.nnet.embedding import Embedding
 from speechbrain.nnet.linear import Linear
+from test_losses import reference_turbo
 
 from speechbrain_turbo.brain import TurboBrain
 from speechbrain_turbo.dataio import transcript_group_ids
@@ -154,11 +155,19 @@ def test_training_loss_is_mean_ce_plus_weighted_turbo():
         F.cross_entropy(out["logits"][:4], labels)
         + F.cross_entropy(out["logits"][4:], labels)
     ) / 2
-    turbo = brain.modules.turbo_loss(
-        out["views"],
-        groups=transcript_group_ids(batch.transcript),
+    # The definition, computed independently of the brain's TurboLoss.
+    views = {
+        m: tuple(v.detach() for v in pair) for m, pair in out["views"].items()
+    }
+    turbo = reference_turbo(
+        views,
+        temperature=0.1,
+        w_in=1.0,
+        w_cross=1.0,
+        labels=None,
+        groups=transcript_group_ids(batch.transcript).tolist(),
     )["loss"]
-    expected = float(ce + 0.5 * turbo)
+    expected = float(ce) + 0.5 * turbo
     assert loss.item() == pytest.approx(expected, abs=1e-6)
     brain.on_stage_end(sb.Stage.TRAIN, float(loss))
     assert set(brain.train_stats) >= {"CE", "in_modal", "cross_modal", "total"}

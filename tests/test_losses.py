@@ -195,13 +195,28 @@ def test_gradients_flow_to_every_view():
 
 
 def test_logits_are_fp32_under_autocast():
+    """Under bf16 autocast the similarities are still computed in fp32: the
+    loss equals the fp32 definition far below bf16's resolution."""
+    generator = torch.Generator().manual_seed(0)
     views = {
-        m: tuple(torch.randn(4, 8).bfloat16() for _ in range(2))
+        m: tuple(
+            torch.randn(16, 64, generator=generator).bfloat16()
+            for _ in range(2)
+        )
         for m in ("audio", "text")
     }
     with torch.autocast("cpu", dtype=torch.bfloat16):
-        out = TurboLoss()(views)
+        out = TurboLoss(temperature=0.05)(views)
     assert out["loss"].dtype == torch.float32
+    expected = reference_turbo(
+        {m: (a.float(), b.float()) for m, (a, b) in views.items()},
+        0.05,
+        1.0,
+        1.0,
+        labels=None,
+        groups=None,
+    )["loss"]
+    assert float(out["loss"]) == pytest.approx(expected, abs=1e-4)
 
 
 def test_single_row_and_fully_masked_batches_are_finite():

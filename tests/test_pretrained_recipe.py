@@ -2,6 +2,7 @@
 to end on a tiny corpus with tiny random HF models: no network.
 """
 
+import csv
 import json
 import os
 import shutil
@@ -77,7 +78,15 @@ def test_turbo_yaml_trains_and_tests_with_two_optimizers(runs):
     metrics = json.loads((output / "test_metrics.json").read_text())
     for key in ("WA", "UA", "macro_F1", "align_audio_text", "unif_text"):
         assert key in metrics
-    assert metrics["selected_on_valid"]["UA"] >= 0
+    # The tested checkpoint is the epoch of best validation UA.
+    history = [
+        json.loads(line)
+        for line in (output / "history.jsonl").read_text().splitlines()
+    ]
+    best_ua = max(epoch["valid"]["UA"] for epoch in history)
+    (tested,) = [e for e in history if e["epoch"] == metrics["epoch"]]
+    assert tested["valid"]["UA"] == best_ua
+    assert metrics["selected_on_valid"]["UA"] == best_ua
     assert (output / "training_curves.png").read_bytes()[:4] == b"\x89PNG"
     epochs = [
         line
@@ -118,7 +127,12 @@ def test_baseline_on_turbo_yaml_runs_in_bf16_without_contrastive_term(runs):
     assert "Using training precision: `--precision=bf16`" in log
     train_log = (output / "train_log.txt").read_text()
     assert "train CE" in train_log and "in_modal" not in train_log
-    assert json.loads((output / "test_metrics.json").read_text())["WA"] >= 0
+    # WA is the accuracy of the written predictions.
+    metrics = json.loads((output / "test_metrics.json").read_text())
+    with open(output / "test_predictions.csv", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    correct = sum(row["label"] == row["predicted"] for row in rows)
+    assert metrics["WA"] == pytest.approx(correct / len(rows))
 
 
 def test_exported_pretrained_model_gives_the_recipe_test_labels(

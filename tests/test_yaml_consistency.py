@@ -27,6 +27,15 @@ def top_level_keys(yaml_text):
     return re.findall(r"^([A-Za-z_][\w]*):", yaml_text, flags=re.MULTILINE)
 
 
+# Read from the loaded hparams: hparams["key"], hparams.get("key"),
+# hparams.key, getattr(<...>hparams, "key"), "key" in hparams.
+used_in_code = (
+    r"""hparams\[["']{key}["']\]|hparams\.get\(["']{key}["']"""
+    r"""|hparams\.{key}\b|getattr\(\s*[\w.]*hparams,\s*["']{key}["']"""
+    r"""|["']{key}["'] in [\w.]*hparams"""
+)
+
+
 def test_every_recipe_has_hparams_files():
     recipes = {os.path.dirname(os.path.dirname(p)) for p in HPARAMS}
     assert len(recipes) >= 2 and len(HPARAMS) >= 4
@@ -48,7 +57,7 @@ def test_every_top_level_key_is_used(hparams_file):
         if key.startswith("__"):  # applied for its effect (e.g. the seed)
             continue
         in_yaml = f"<{key}>" in yaml_text
-        in_code = re.search(rf"""["']{key}["']|hparams\.{key}\b""", code)
+        in_code = re.search(used_in_code.format(key=key), code)
         if not (in_yaml or in_code):
             unused.append(key)
     assert not unused, f"{hparams_file}: unused top-level keys {unused}"
