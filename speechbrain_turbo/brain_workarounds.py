@@ -3,8 +3,9 @@ names the upstream behaviour it works around.
 
 :class:`SpeechBrainWorkarounds` is a mixin: ``TurboBrain`` lists it before
 ``speechbrain.Brain``, so these methods wrap (``super()``) or replace the
-Brain's own. They concern data loading and DDP: worker seeding, batch
-samplers' epochs, sharded evaluation, CPU (gloo) runs and a clean exit.
+Brain's own. They concern data loading and DDP (worker seeding, batch
+samplers' epochs, sharded evaluation, CPU (gloo) runs, a clean exit) and
+the training step (non-finite losses skipped on every process together).
 
 Authors
  * speechbrain-turbo contributors
@@ -14,6 +15,9 @@ import gc
 
 import speechbrain as sb
 import torch
+from speechbrain.utils.logger import get_logger
+
+logger = get_logger(__name__)
 
 
 class SpeechBrainWorkarounds:
@@ -193,3 +197,78 @@ class SpeechBrainWorkarounds:
                 finite, op=torch.distributed.ReduceOp.MIN
             )
         return bool(finite.item())
+
+    def fit_batch(self, batch):
+        """One training step; a step whose loss is NaN or Inf is skipped.
+
+        As SpeechBrain's ``fit_batch`` (autocast, gradient accumulation,
+        clipping), except that a non-finite loss is neither backpropagated
+        nor stepped: the gradients accumulated since the last step are
+        dropped, the step is counted (``skipped_steps`` in the epoch's
+        train stats) and logged with its utterance ids, and after more than
+        ``--nonfinite_patience`` such steps in a row training stops with an
+        error. Under DDP every process skips when any one of them must.
+
+        Arguments
+        ---------
+        batch : PaddedBatch
+            The training batch.
+
+        Returns
+        -------
+        torch.Tensor
+            The detached loss (non-finite for a skipped step).
+        """
+        should_step = (self.step % self.grad_accumulation_factor) == 0
+        self._count_padding(batch)
+        self.on_fit_batch_start(batch, should_step)
+        with self.no_sync(not should_step):
+            with self.training_ctx:
+                outputs = self.compute_forward(batch, sb.Stage.TRAIN)
+                loss = self.compute_objectives(outputs, batch, sb.Stage.TRAIN)
+            if not self._finite_on_every_rank(loss):
+                self._skip_step(batch, loss)
+                return loss.detach().cpu()
+            self.consecutive_skipped = 0
+            self.scaler.scale(loss / self.grad_accumulation_factor).backward()
+        if should_step:
+            self.optimizers_step()
+        self.on_fit_batch_end(batch, outputs, loss, should_step)
+        return loss.detach().cpu()
+
+    def _count_padding(self, batch):
+        """Adds a training batch's audio samples, and how many of them are
+        padding, to the epoch's counts (``padding`` in the train stats).
+        """
+        audio = getattr(batch, "audio", None)
+        if audio is None:
+            return
+        rows, longest = audio.data.shape[:2]
+        real = float(audio.lengths.sum()) * longest
+        self.audio_samples += rows * longest
+        self.padded_samples += rows * longest - real
+
+    def _skip_step(self, batch, loss):
+        """Drops the step's gradients, counts it, stops past patience."""
+        self.zero_grad(set_to_none=True)
+        self.skipped_steps += 1
+        self.consecutive_skipped += 1
+        ids = list(getattr(batch, "id", []))
+        logger.warning(
+            "Non-finite training loss (%s) at step %d: step skipped (%d in a "
+            "row, %d this epoch). Utterances: %s",
+            float(loss),
+            self.step,
+            self.consecutive_skipped,
+            self.skipped_steps,
+            ", ".join(ids),
+        )
+        if self.consecutive_skipped > self.nonfinite_patience:
+            raise RuntimeError(
+                f"{self.consecutive_skipped} training steps in a row had a "
+                f"non-finite loss (the last one's utterances: "
+                f"{', '.join(ids)}). Check those files for silence, NaN or "
+                "clipping, lower the learning rate or turbo_weight, or "
+                "raise --nonfinite_patience (now "
+                f"{self.nonfinite_patience})."
+            )
