@@ -114,6 +114,9 @@ def load_audio(path, sample_rate):
     >>> load_audio(path, 16000).shape
     torch.Size([1600])
     """
+    # SpeechBrain's read_audio neither downmixes nor resamples; its
+    # AudioNormalizer does, inside Pretrained only: training and inference
+    # must share one loader.
     signal, source_rate = audio_io.load(path, channels_first=True)
     signal = signal.mean(dim=0)
     if source_rate != sample_rate:
@@ -164,6 +167,9 @@ def read_manifest(path, data_root=""):
     >>> [(i, e["wav"]) for i, _, e in read_manifest(path, "/data")]
     [('a', '/data/a.wav')]
     """
+    # Not DynamicItemDataset.from_json / from_csv: the screen must see the
+    # raw rows, a duplicated id or a line that is not UTF-8 included, which
+    # those merge or refuse.
     if not path.endswith(".csv"):
         with open(path, encoding="utf-8") as f:
             pairs = json.load(f, object_pairs_hook=lambda items: items)

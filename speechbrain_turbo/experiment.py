@@ -168,7 +168,9 @@ def write_run_record(output_folder, manifests):
     The command line, Python, platform, the version of every package of the
     running interpreter, torch's threads and devices, the git revision of
     ``speechbrain_turbo`` (when installed from a checkout) and the SHA-256
-    of each data manifest. A resumed run overwrites it.
+    of each data manifest. A resumed run overwrites it. (SpeechBrain's own
+    ``env.log`` lists the packages of the ``pip`` found on ``PATH``, which
+    need not be the running interpreter's, and no manifest checksums.)
 
     Arguments
     ---------

@@ -141,6 +141,8 @@ class TurboClassifier(Pretrained):
         torch.Tensor
             ``[T]`` waveform.
         """
+        # Training's loader, not Pretrained.load_audio: the model sees the
+        # preprocessing it was trained with.
         return load_audio(path, self.hparams.sample_rate)
 
     @property

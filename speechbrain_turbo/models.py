@@ -266,6 +266,8 @@ class ConvEncoder(torch.nn.Module):
         input_dropout=None,
     ):
         super().__init__()
+        # Plain torch layers in one module: with SpeechBrain's Conv1d and
+        # BatchNorm1d each block would be four YAML entries.
         if input_dropout is None:
             input_dropout = dropout
         self.input_dropout = torch.nn.Dropout(input_dropout)
