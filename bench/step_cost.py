@@ -399,6 +399,7 @@ def measure_loss(brain, batch, args):
     }
 
     def loss_step():
+        """Forward and backward of the contrastive loss alone."""
         with brain.training_ctx:
             out = brain.modules.turbo_loss(views, labels=labels, groups=groups)
         out["loss"].backward()
@@ -412,6 +413,7 @@ def measure_inference(classifiers, utterances, device, args, repeats):
     """Median seconds per utterance of each classifier, side by side."""
 
     def classify_all(classifier):
+        """Classifies every utterance, one at a time."""
         for wav, text in utterances:
             classifier.classify_batch(wav.unsqueeze(0), texts=[text])
 

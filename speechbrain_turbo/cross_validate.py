@@ -248,6 +248,7 @@ def main(train_py, fold_key, argv=None):
     plan = [(fold, seed) for fold in args.folds for seed in args.seeds]
 
     def launch(item):
+        """Runs one (fold, seed) of the plan; returns it with its metrics."""
         fold, seed = item
         run_folder = os.path.join(folder, f"fold{fold}_seed{seed}")
         metrics = run_one(

@@ -364,11 +364,13 @@ def audio_text_datasets(
     @sb.utils.data_pipeline.takes("wav")
     @sb.utils.data_pipeline.provides("audio")
     def audio_pipeline(wav):
+        """The mono waveform at the model's sample rate."""
         return load_audio(wav, sample_rate)
 
     @sb.utils.data_pipeline.takes("id", "text")
     @sb.utils.data_pipeline.provides("transcript", "text_ids")
     def text_pipeline(utterance_id, text):
+        """The normalised transcript, then its token ids."""
         yield normalize_transcript(text)
         ids = list(text_to_ids(text))
         if not ids:
@@ -381,6 +383,7 @@ def audio_text_datasets(
     @sb.utils.data_pipeline.takes(label_key)
     @sb.utils.data_pipeline.provides("class_id")
     def label_pipeline(label):
+        """The class id."""
         return label_encoder.encode_label_torch(label)
 
     datasets = {}

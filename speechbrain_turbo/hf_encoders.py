@@ -281,7 +281,7 @@ class HFSpeechEncoder(ConfigOverridesMixin, Wav2Vec2):
 
 
 class HFTextEncoder(ConfigOverridesMixin, TextEncoder):
-    """A pretrained text encoder (BERT, RoBERTa...) fed with token ids.
+    """A pretrained text encoder (e.g. BERT or RoBERTa) fed with token ids.
 
     The data pipeline tokenises with :meth:`text_to_ids` (the model's own
     tokenizer); ``forward`` takes the padded ids and SpeechBrain's relative
