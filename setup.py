@@ -15,6 +15,7 @@ setup(
     long_description_content_type="text/markdown",
     license="Apache-2.0",
     packages=find_packages(include=["speechbrain_turbo*"]),
+    package_data={"speechbrain_turbo.demo": ["text_material.json"]},
     python_requires=">=3.9",
     install_requires=[
         # brain_workarounds.py overrides Brain methods of SpeechBrain 1.1.

@@ -47,7 +47,7 @@ from iemocap_prepare import prepare_iemocap  # noqa: E402
 from speechbrain.dataio import audio_io  # noqa: E402
 
 from speechbrain_turbo.dataio import load_audio  # noqa: E402
-from speechbrain_turbo.demo_corpus import synthesize_corpus  # noqa: E402
+from speechbrain_turbo.demo import synthesize_corpus  # noqa: E402
 
 SAMPLE_RATE = 16000
 # Log-normal durations with IEMOCAP's mean utterance duration.

@@ -30,7 +30,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RECIPE = os.path.join(REPO, "recipes", "IEMOCAP", "turbo")
 sys.path.insert(0, REPO)
 
-from speechbrain_turbo.demo_corpus import synthesize_corpus  # noqa: E402
+from speechbrain_turbo.demo import synthesize_corpus  # noqa: E402
 from speechbrain_turbo.random_hf_models import (  # noqa: E402
     save_random_speech_model,
     save_random_text_model,

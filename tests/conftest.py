@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from speechbrain_turbo.demo_corpus import synthesize_corpus
+from speechbrain_turbo.demo import synthesize_corpus
 from speechbrain_turbo.random_hf_models import (
     save_random_speech_model,
     save_random_text_model,

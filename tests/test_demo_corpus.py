@@ -9,16 +9,11 @@ from collections import Counter
 
 import pytest
 
-from speechbrain_turbo import demo_corpus
-from speechbrain_turbo.demo_corpus import (
-    MARKER_NAME,
-    DialogSpec,
-    EspeakSynthesizer,
-    UtteranceSpec,
-    main,
-    plan_corpus,
-    synthesize_corpus,
-)
+from speechbrain_turbo.demo import corpus as demo_corpus
+from speechbrain_turbo.demo import layout, main, synthesize_corpus
+from speechbrain_turbo.demo.espeak import EspeakSynthesizer
+from speechbrain_turbo.demo.plan import DialogSpec, UtteranceSpec, plan_corpus
+from speechbrain_turbo.demo.settings import MARKER_NAME, SCRIPT_POOL_SIZE
 
 # The formats as a reader of the real corpus would parse them.
 SUMMARY_RE = re.compile(
@@ -178,14 +173,14 @@ def test_nonverbal_lines_are_written():
     spec = UtteranceSpec("d_F000", "d", 1, "F", text="Hello.")
     spec.nonverbal = ("d_MXX0", "[BREATHING]")
     dialog = DialogSpec("d", 1, False, 1.0, [spec])
-    entries = demo_corpus._timeline(dialog, {"d_F000": 32000})
-    lines = demo_corpus.format_transcription(entries).splitlines()
+    entries = layout._timeline(dialog, {"d_F000": 32000})
+    lines = layout.format_transcription(entries).splitlines()
     assert lines[0] == "d_F000 [001.0000-003.0000]: Hello."
     assert re.fullmatch(
         r"d_MXX0 \[003\.0500-\d{3}\.\d{4}\]: \[BREATHING\]", lines[1]
     )
     # The EmoEvaluation file lists utterances only.
-    assert "XX" not in demo_corpus.format_emo_evaluation(entries)
+    assert "XX" not in layout.format_emo_evaluation(entries)
 
 
 def test_summary_counts_match_files(corpus):
@@ -334,7 +329,7 @@ def test_default_plan_counts_and_texts():
     assert max(len(s) for s in sessions_of.values()) >= 3
     assert max(len(e) for e in emotions_of.values()) >= 3
     assert len({u.text for u in impro}) > 0.8 * len(impro)
-    assert len({u.text for u in script}) <= demo_corpus.SCRIPT_POOL_SIZE
+    assert len({u.text for u in script}) <= SCRIPT_POOL_SIZE
     # Prosody follows the emotion on average (sad slower and quieter than
     # ang) but overlaps between utterances.
     rate = {c: [u.rate for u in specs if u.emotion == c] for c in codes}

@@ -13,7 +13,7 @@ cv() {
         --seeds 1 2 3 --jobs 2 --output_root "$root" "$@"
 }
 
-python -m speechbrain_turbo.demo_corpus --output results/demo/corpus
+python -m speechbrain_turbo.demo --output results/demo/corpus
 cv --name baseline -- --turbo_weight=0 --twin_pass=False
 cv --name turbo -- --turbo_weight=0.1 --label_aware=True
 cv --name turbo_modality_dropout -- --turbo_weight=0.1 --label_aware=True \

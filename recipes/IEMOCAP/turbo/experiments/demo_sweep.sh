@@ -17,7 +17,7 @@ run() {
 }
 
 # Synthesise the shared corpus once, before the parallel runs.
-python -m speechbrain_turbo.demo_corpus --output results/demo/corpus
+python -m speechbrain_turbo.demo --output results/demo/corpus
 
 {
     run baseline --turbo_weight=0 --twin_pass=False "$@"
