@@ -424,8 +424,9 @@ def main(argv=None):
     >>> main(["--help"])  # doctest: +SKIP
     """
     parser = argparse.ArgumentParser(
+        prog="python -m speechbrain_turbo.demo",
         description="Synthesise the demo emotional speech corpus in the "
-        "IEMOCAP_full_release layout."
+        "IEMOCAP_full_release layout.",
     )
     parser.add_argument("--output", required=True, help="corpus folder")
     parser.add_argument(
