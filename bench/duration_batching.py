@@ -12,8 +12,9 @@ here; the summary states the statistics of the drawn set.
 
 For Turbo and its cross-entropy baseline, the AudioText recipe
 (``hparams/small.yaml``) trains with ``batch_size`` utterances per batch,
-then with duration-sized batches of the same mean size
-(``max_batch_length`` = ``batch_size`` x the mean training duration).
+then with duration-sized batches of the same mean size: the smallest
+``max_batch_length`` (in 1 s steps) whose batches are no more than the
+fixed batches, so that both take as many optimizer steps per epoch.
 Reported per run: mean epoch time and padding fraction (the recipe's own
 ``history.jsonl``), test WA and UA. At the end the first run's model is
 tested again in 1 and in 2 processes (``torchrun``, gloo): ``test_seconds`` of
@@ -32,11 +33,13 @@ import argparse
 import csv
 import json
 import os
+import re
 import statistics
 import subprocess
 import sys
 
 import numpy as np
+from hyperpyyaml import load_hyperpyyaml
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RECIPE = os.path.join(REPO, "recipes", "AudioText", "turbo")
@@ -163,6 +166,59 @@ def make_corpus(work, utterances_per_speaker, seed):
     return manifests
 
 
+def equal_step_budget(durations, steps, seed):
+    """The smallest whole ``max_batch_length`` (seconds) whose
+    duration-sized batches of ``durations`` number at most ``steps``.
+
+    Arguments
+    ---------
+    durations : sequence of float
+        The training durations.
+    steps : int
+        Batches per epoch of the fixed-size batches.
+    seed : int
+        The sampler's seed.
+
+    Returns
+    -------
+    int
+        The budget, in seconds.
+
+    Example
+    -------
+    >>> equal_step_budget([1.0] * 8, steps=2, seed=1)
+    4
+    """
+    from speechbrain.dataio.dataset import DynamicItemDataset
+
+    from speechbrain_turbo.recipe import train_loader_options
+
+    dataset = DynamicItemDataset(
+        {f"u{i}": {"duration": float(d)} for i, d in enumerate(durations)}
+    )
+    # The recipe's sampler options (the budget aside), as its file sets them.
+    with open(
+        os.path.join(RECIPE, "hparams", "small.yaml"), encoding="utf-8"
+    ) as f:
+        block = re.search(
+            r"^dynamic_batch_sampler:\n(?:    .*\n)+", f.read(), re.M
+        ).group(0)
+    sampler = load_hyperpyyaml("max_batch_length: 1\n" + block)
+    sampler = dict(sampler["dynamic_batch_sampler"])
+    budget = int(np.ceil(max(durations)))
+    while True:
+        hparams = {
+            "dataloader_options": {},
+            "dynamic_batching": True,
+            "dynamic_batch_sampler": {**sampler, "max_batch_length": budget},
+            "seed": seed,
+        }
+        batches = train_loader_options(hparams, dataset)["batch_sampler"]
+        if len(batches) <= steps:
+            return budget
+        budget += 1
+
+
 def recipe_command(manifests, output, overrides):
     """The AudioText recipe's command line."""
     return [
@@ -228,7 +284,9 @@ def write_report(folder, meta, records, evaluation):
         f"process. Training durations: mean {meta['mean_seconds']:.2f} s, "
         f"median {meta['median_seconds']:.2f} s, max "
         f"{meta['max_seconds']:.1f} s ({meta['train_utterances']} "
-        "utterances).",
+        f"utterances). Fixed batches: {meta['batch_size']} utterances; "
+        f"duration-sized: at most {meta['max_batch_length']} s of audio, "
+        f"both {meta['steps_per_epoch']} steps per epoch at most.",
         "",
         "| objective | batches | seed | epoch s | padding | test WA "
         "| test UA |",
@@ -291,7 +349,8 @@ def main():
     durations = manifests.pop("durations")
     with open(manifests["test"], encoding="utf-8") as f:
         test_utterances = sum(1 for _ in f) - 1
-    budget = args.batch_size * float(np.mean(durations))
+    steps = -(-len(durations) // args.batch_size)
+    budget = equal_step_budget(durations, steps, seed=args.seeds[0])
     meta = {
         "command": "python bench/duration_batching.py "
         + " ".join(sys.argv[1:]),
@@ -303,12 +362,14 @@ def main():
         "median_seconds": float(np.median(durations)),
         "max_seconds": float(np.max(durations)),
         "max_batch_length": budget,
+        "steps_per_epoch": steps,
+        "batch_size": args.batch_size,
     }
     batchings = {
         "fixed": [],
         "duration": [
             "--dynamic_batching=True",
-            f"--max_batch_length={budget:.1f}",
+            f"--max_batch_length={budget}",
         ],
     }
     records, evaluation, first = [], {}, None

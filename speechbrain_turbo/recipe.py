@@ -10,6 +10,7 @@ Authors
  * speechbrain-turbo contributors
 """
 
+import numpy as np
 import speechbrain as sb
 from speechbrain.dataio.sampler import DynamicBatchSampler
 from speechbrain.utils.distributed import run_on_main
@@ -126,8 +127,12 @@ def train_loader_options(hparams, train_set):
     (the options under ``dynamic_batch_sampler``: ``max_batch_length`` in
     seconds of audio, ``num_buckets``, ``max_batch_ex``...): utterances of
     similar duration share a batch, so little of it is padding, and the
-    number of utterances per batch varies. Its shuffling follows ``seed``.
-    Under DDP SpeechBrain gives each process every N-th batch.
+    number of utterances per batch varies. The buckets' boundaries are the
+    quantiles of the training durations (:func:`duration_buckets`) unless
+    ``bucket_boundaries`` is given. Its shuffling follows ``seed``. Under
+    DDP, SpeechBrain shuffles the batches' order again (its own seed, the
+    epoch), gives each process every N-th batch and repeats a few so that
+    every process gets as many.
 
     Arguments
     ---------
@@ -165,13 +170,53 @@ def train_loader_options(hparams, train_set):
     # The batch sampler takes the place of these (DataLoader refuses both).
     for key in ("batch_size", "shuffle", "sampler", "drop_last"):
         options.pop(key, None)
+    sampler_options = dict(hparams["dynamic_batch_sampler"])
+    if "bucket_boundaries" not in sampler_options:
+        sampler_options["bucket_boundaries"] = duration_buckets(
+            train_set, sampler_options.pop("num_buckets")
+        )
     options["batch_sampler"] = DynamicBatchSampler(
         train_set,
         length_func=_duration,
         seed=hparams["seed"],
-        **hparams["dynamic_batch_sampler"],
+        **sampler_options,
     )
     return options
+
+
+def duration_buckets(dataset, num_buckets):
+    """Bucket boundaries at the quantiles of the utterances' durations.
+
+    SpeechBrain's ``DynamicBatchSampler``, given ``num_buckets``, spreads
+    the boundaries over a log-normal scaled to ``max_batch_length``: with a
+    budget of many utterances per batch, most utterances then share its
+    first bucket and are padded to its longest. Quantiles of the data put
+    as many utterances in every bucket, of similar durations.
+
+    Arguments
+    ---------
+    dataset : DynamicItemDataset
+        Items with a ``duration`` (seconds).
+    num_buckets : int
+        How many buckets (fewer when durations repeat).
+
+    Returns
+    -------
+    list of float
+        Increasing upper boundaries; the last is the longest duration.
+
+    Example
+    -------
+    >>> from speechbrain.dataio.dataset import DynamicItemDataset
+    >>> data = {f"u{i}": {"duration": d} for i, d in enumerate([1, 2, 3, 4])}
+    >>> duration_buckets(DynamicItemDataset(data), 2)
+    [2.5, 4.0]
+    >>> duration_buckets(DynamicItemDataset({"a": {"duration": 2.0}}), 5)
+    [2.0]
+    """
+    durations = [_duration(dataset.data[i]) for i in dataset.data_ids]
+    levels = np.arange(1, num_buckets + 1) / num_buckets
+    return [float(b) for b in np.unique(np.quantile(durations, levels))]
 
 
 def _duration(entry):
