@@ -16,6 +16,7 @@ import shutil
 import time
 from importlib import metadata
 
+import torchaudio
 from speechbrain.utils.logger import get_logger
 
 from speechbrain_turbo.demo import settings, text
@@ -58,6 +59,8 @@ def corpus_fingerprint():
     material = {
         "version": settings.CORPUS_VERSION,
         "espeakng_loader": espeak_version,
+        # Its resampling kernel shapes every sample.
+        "torchaudio": torchaudio.__version__,
         "tables": {k: v for k, v in vars(settings).items() if k.isupper()},
         "text": text.MATERIAL,
     }

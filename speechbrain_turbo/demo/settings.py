@@ -12,7 +12,7 @@ Authors
 # ---------------------------------------------------------------------------
 
 # Bump when the generator changes in a way the tables below do not show.
-CORPUS_VERSION = 1
+CORPUS_VERSION = 2
 MARKER_NAME = "demo_corpus.json"
 SAMPLE_RATE = 16000
 NUM_SESSIONS = 5
