@@ -206,7 +206,9 @@ def equal_step_budget(durations, steps, seed):
     sampler = load_hyperpyyaml("max_batch_length: 1\n" + block)
     sampler = dict(sampler["dynamic_batch_sampler"])
     budget = int(np.ceil(max(durations)))
-    while True:
+    # Each bucket ends an epoch with a partial batch: past a budget that
+    # holds the whole set, the count cannot fall.
+    while budget <= sum(durations):
         hparams = {
             "dataloader_options": {},
             "dynamic_batching": True,
@@ -217,6 +219,11 @@ def equal_step_budget(durations, steps, seed):
         if len(batches) <= steps:
             return budget
         budget += 1
+    raise ValueError(
+        f"duration-sized batches of these {len(durations)} utterances cannot "
+        f"be as few as {steps} per epoch with the recipe's buckets: use more "
+        "utterances (--utterances_per_speaker) or a smaller --batch_size"
+    )
 
 
 def recipe_command(manifests, output, overrides):
@@ -330,10 +337,10 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--report", required=True, help="results folder")
     parser.add_argument("--work", default=None, help="scratch folder")
-    parser.add_argument("--utterances_per_speaker", type=int, default=100)
-    parser.add_argument("--epochs", type=int, default=4)
+    parser.add_argument("--utterances_per_speaker", type=int, default=200)
+    parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--batch_size", type=int, default=32)
-    parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--seeds", type=int, nargs="+", default=[1])
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--configs", nargs="+", default=list(CONFIGS))
     argv = sys.argv[1:]
