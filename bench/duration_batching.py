@@ -352,6 +352,7 @@ def main():
     report = os.path.abspath(args.report)
     work = os.path.abspath(args.work or os.path.join(report, "work"))
     os.makedirs(work, exist_ok=True)
+    os.makedirs(report, exist_ok=True)
     manifests = make_corpus(work, args.utterances_per_speaker, seed=0)
     durations = manifests.pop("durations")
     with open(manifests["test"], encoding="utf-8") as f:
