@@ -31,6 +31,7 @@ from speechbrain_turbo.demo.settings import (
     SAMPLE_RATE,
     SPEAKERS,
 )
+from speechbrain_turbo.preparation import write_json
 
 logger = get_logger(__name__)
 
@@ -185,11 +186,7 @@ def _write_marker(output, marker):
     >>> _read_marker(root)
     {'complete': False}
     """
-    path = os.path.join(output, MARKER_NAME)
-    with open(path + ".tmp", "w", encoding="utf-8", newline="\n") as handle:
-        json.dump(marker, handle, indent=2, sort_keys=True)
-        handle.write("\n")
-    os.replace(path + ".tmp", path)
+    write_json(marker, os.path.join(output, MARKER_NAME))
 
 
 def _summarize(dialogs, lengths):
