@@ -82,12 +82,15 @@ def test_a_run_locked_by_another_process_is_skipped(tmp_path):
     assert not (folder / "stdout.txt").exists()
 
 
-def test_collect_tabulates_every_configuration(tmp_path):
-    for name, uas in (("baseline", (0.5, 0.6)), ("turbo", (0.7, 0.7))):
+def finished_sweep(root, runs):
+    """Fold-4 runs already finished (``{name: test UA per seed}``),
+    tabulated by the runner: none of them trains again."""
+    for name, uas in runs.items():
         for seed, ua in enumerate(uas, start=1):
-            fake_metrics(tmp_path / "sweep" / name / f"fold4_seed{seed}", ua)
+            fake_metrics(root / name / f"fold4_seed{seed}", ua)
+        seeds = [str(seed) for seed in range(1, len(uas) + 1)]
         cross_validate.main(
-            str(tmp_path / "train.py"),
+            str(root / "train.py"),
             "test_fold",
             [
                 "missing.yaml",
@@ -95,11 +98,16 @@ def test_collect_tabulates_every_configuration(tmp_path):
                 "--folds",
                 "4",
                 "--seeds",
-                "1",
-                "2",
-                f"--output_root={tmp_path / 'sweep'}",
+                *seeds,
+                f"--output_root={root}",
             ],
         )
+
+
+def test_collect_tabulates_every_configuration(tmp_path):
+    finished_sweep(
+        tmp_path / "sweep", {"baseline": (0.5, 0.6), "turbo": (0.7, 0.7)}
+    )
     table = cross_validate.collect(str(tmp_path / "sweep"))
     assert "| baseline | 2 | 60.0 ± 7.1 | 56.0 ± 7.1 | 55.0 ± 7.1 |" in table
     assert "| turbo | 2 | 75.0 ± 0.0 | 71.0 ± 0.0 | 70.0 ± 0.0 |" in table
@@ -109,25 +117,7 @@ def test_collect_tabulates_every_configuration(tmp_path):
 
 def test_collect_pairs_every_configuration_with_a_reference(tmp_path):
     runs = {"baseline": (0.5, 0.6, 0.55), "turbo": (0.6, 0.58, 0.65)}
-    for name, uas in runs.items():
-        for seed, ua in enumerate(uas, start=1):
-            folder = tmp_path / "sweep" / name / f"fold4_seed{seed}"
-            fake_metrics(folder, ua)
-        cross_validate.main(
-            str(tmp_path / "train.py"),
-            "test_fold",
-            [
-                "missing.yaml",
-                f"--name={name}",
-                "--folds",
-                "4",
-                "--seeds",
-                "1",
-                "2",
-                "3",
-                f"--output_root={tmp_path / 'sweep'}",
-            ],
-        )
+    finished_sweep(tmp_path / "sweep", runs)
     table = cross_validate.collect(str(tmp_path / "sweep"), "baseline")
     assert "test UA − baseline, paired |" in table.splitlines()[0]
     # Differences +10, -2, +10 points.
