@@ -36,8 +36,12 @@ setup(
     },
     extras_require={
         "demo": ["espeakng-loader>=0.2.4"],
+        # speechbrain-turbo serve; "browser" adds what checks its page.
+        "app": ["gradio>=5"],
+        "browser": ["gradio>=5", "playwright>=1.40"],
         "dev": [
             "espeakng-loader>=0.2.4",
+            "gradio>=5",
             "pytest>=7",
             "ruff>=0.6",
         ],

@@ -3,6 +3,7 @@
     speechbrain-turbo export EXPERIMENT_FOLDER MODEL
     speechbrain-turbo classify --model MODEL --audio a.wav [--text "..."]
     speechbrain-turbo classify --model MODEL --manifest in.csv --output o.csv
+    speechbrain-turbo serve --model MODEL [--host 127.0.0.1] [--port 7860]
 
 A manifest is a CSV with the columns ``ID`` and ``wav`` and, optionally,
 ``text`` (an empty cell means no transcript). The output CSV has ``ID``,
@@ -11,7 +12,8 @@ model's Whisper, or ``absent``: audio only) and one ``prob_<label>`` column
 per class. A file that cannot be used (missing, unreadable, truncated,
 empty) is named on stderr with the reason; with a manifest every other row
 is still classified, the bad ones go to ``<output>.rejects.csv``, and the
-command exits with status 1.
+command exits with status 1. ``serve`` opens a web page to try the model
+(see :mod:`speechbrain_turbo.app`; needs ``pip install -e ".[app]"``).
 
 Authors
  * speechbrain-turbo contributors
@@ -156,8 +158,18 @@ def main(argv=None):
         help="without text, use the audio-only path even if the model has ASR",
     )
 
+    page = commands.add_parser("serve", help="a web page to try a model")
+    page.add_argument("--model", required=True, help="model folder")
+    page.add_argument("--host", default="127.0.0.1")
+    page.add_argument("--port", type=int, default=7860)
+    page.add_argument("--device", default="cpu")
+
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)
-    if args.command == "export":
+    if args.command == "serve":
+        from speechbrain_turbo.app import serve
+
+        serve(args.model, host=args.host, port=args.port, device=args.device)
+    elif args.command == "export":
         meta = export_model(
             args.experiment_folder, args.model_folder, asr_hub=args.asr_hub
         )

@@ -121,7 +121,10 @@ def export_model(experiment_folder, model_folder, max_key="UA", asr_hub=None):
     save_folder = os.path.join(experiment_folder, "save")
     checkpoint = best_checkpoint(save_folder, max_key=max_key)
     modules = [name for name in tree["modules"] if name not in SKIPPED_MODULES]
-    keys = _needed_keys(tree, ["sample_rate", "modalities", *modules])
+    # The duration limit travels with the model: the serving page refuses
+    # what training would have skipped.
+    roots = ["sample_rate", "modalities", "max_audio_seconds", *modules]
+    keys = _needed_keys(tree, [key for key in roots if key in tree])
     os.makedirs(model_folder, exist_ok=True)
 
     # Weights: every needed key that has a checkpoint file (the modules and,

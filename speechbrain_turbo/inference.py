@@ -35,7 +35,8 @@ class TurboClassifier(Pretrained):
 
     After each ``classify_*`` / ``encode_batch`` call, ``text_sources``
     says, per item, where the transcript came from: ``given``, ``asr``
-    (transcribed here) or ``absent`` (audio only).
+    (transcribed here) or ``absent`` (audio only), and ``transcripts``
+    holds the text used (None where absent).
 
     Arguments
     ---------
@@ -50,6 +51,7 @@ class TurboClassifier(Pretrained):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.text_sources = []
+        self.transcripts = []
         classes = getattr(
             getattr(self.mods.classifier, "w", None), "out_features", None
         )
@@ -144,6 +146,11 @@ class TurboClassifier(Pretrained):
         # Training's loader, not Pretrained.load_audio: the model sees the
         # preprocessing it was trained with.
         return load_audio(path, self.hparams.sample_rate)
+
+    @property
+    def max_audio_seconds(self):
+        """Longest audio training accepted (None: no limit recorded)."""
+        return getattr(self.hparams, "max_audio_seconds", None)
 
     @property
     def has_asr(self):
@@ -244,6 +251,7 @@ class TurboClassifier(Pretrained):
         ids = [self.text_to_ids(t) if t and t.strip() else [] for t in texts]
         # A transcript without tokens (e.g. empty ASR output) is no text.
         self.text_sources = [s if i else "absent" for s, i in zip(sources, ids)]
+        self.transcripts = [t if i else None for t, i in zip(texts, ids)]
 
         embeddings = {}
         with torch.no_grad():

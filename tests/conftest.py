@@ -1,6 +1,9 @@
-"""Shared fixtures: a tiny synthesised corpus and tiny random HF models."""
+"""Shared fixtures: a tiny synthesised corpus, tiny random HF models and a
+tiny exported model."""
 
+import csv
 import glob
+import json
 import os
 import subprocess
 import sys
@@ -55,3 +58,50 @@ def tiny_hf_models(tmp_path_factory, tiny_corpus):
         str(root / "roberta"), corpus_transcripts(tiny_corpus), "roberta"
     )
     return audio, text
+
+
+DEMO_RECIPE = os.path.join(REPO, "recipes", "IEMOCAP", "turbo")
+TINY = [
+    "--demo_utterances_per_speaker=8",
+    "--number_of_epochs=2",
+    "--batch_size=8",
+    "--channels=16",
+    "--fusion_dim=16",
+    "--projection_dim=8",
+    "--token_embedding_dim=8",
+    "--vocab_size=80",
+    "--modality_dropout=0.3",
+]
+
+
+@pytest.fixture(scope="session")
+def exported(tmp_path_factory, tiny_corpus):
+    """A tiny demo-recipe run and its exported model folder.
+
+    Returns the run folder, the model folder, a test manifest
+    (``ID,wav,text``) and the screened test entries.
+    """
+    tmp_path = tmp_path_factory.mktemp("inference")
+    run = tmp_path / "run"
+    trained = run_python(
+        DEMO_RECIPE,
+        "train.py",
+        "hparams/demo.yaml",
+        f"--data_folder={tiny_corpus}",
+        f"--output_folder={run}",
+        *TINY,
+    )
+    assert trained.returncode == 0, trained.stderr[-3000:]
+    model = tmp_path / "model"
+    result = run_python(
+        REPO, "-m", "speechbrain_turbo.cli", "export", str(run), str(model)
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    test = json.loads((run / "test_screened.json").read_text())
+    manifest = tmp_path / "test.csv"
+    with open(manifest, "w", newline="", encoding="utf-8") as f:
+        writer = csv.writer(f)
+        writer.writerow(["ID", "wav", "text"])
+        for item_id, entry in test.items():
+            writer.writerow([item_id, entry["wav"], entry["text"]])
+    return run, model, manifest, test

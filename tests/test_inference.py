@@ -4,7 +4,6 @@ transcript (audio-only path, with and without modality dropout).
 """
 
 import csv
-import json
 import os
 
 import pytest
@@ -16,51 +15,10 @@ from speechbrain.dataio import audio_io
 # Runs whole recipes or several processes: deselect with -m "not slow".
 pytestmark = pytest.mark.slow
 
-RECIPE = os.path.join(REPO, "recipes", "IEMOCAP", "turbo")
-TINY = [
-    "--demo_utterances_per_speaker=8",
-    "--number_of_epochs=2",
-    "--batch_size=8",
-    "--channels=16",
-    "--fusion_dim=16",
-    "--projection_dim=8",
-    "--token_embedding_dim=8",
-    "--vocab_size=80",
-    "--modality_dropout=0.3",
-]
-
 
 def read_csv(path):
     with open(path, newline="", encoding="utf-8") as f:
         return list(csv.DictReader(f))
-
-
-@pytest.fixture(scope="module")
-def exported(tmp_path_factory, tiny_corpus):
-    tmp_path = tmp_path_factory.mktemp("inference")
-    run = tmp_path / "run"
-    trained = run_python(
-        RECIPE,
-        "train.py",
-        "hparams/demo.yaml",
-        f"--data_folder={tiny_corpus}",
-        f"--output_folder={run}",
-        *TINY,
-    )
-    assert trained.returncode == 0, trained.stderr[-3000:]
-    model = tmp_path / "model"
-    result = run_python(
-        REPO, "-m", "speechbrain_turbo.cli", "export", str(run), str(model)
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    test = json.loads((run / "test_screened.json").read_text())
-    manifest = tmp_path / "test.csv"
-    with open(manifest, "w", newline="", encoding="utf-8") as f:
-        writer = csv.writer(f)
-        writer.writerow(["ID", "wav", "text"])
-        for item_id, entry in test.items():
-            writer.writerow([item_id, entry["wav"], entry["text"]])
-    return run, model, manifest, test
 
 
 def test_export_writes_a_self_contained_model_folder(exported):

@@ -1,0 +1,160 @@
+"""Checks the page of ``speechbrain-turbo serve`` in a real browser.
+
+Serves a model on a loopback port, then drives headless Chromium
+(Debian's ``chromium`` package) through Playwright: uploads a recording,
+types its transcript, presses Classify and compares the label shown with
+the one ``speechbrain-turbo classify`` prints; uploads a file that is not
+audio and expects the page's message. Saves a screenshot of the answered
+page. Exits with status 1 on any mismatch.
+
+    apt-get install chromium && pip install -e ".[browser]"
+    wav=results/demo/corpus/Session5/sentences/wav/Ses05F_impro01
+    python tests/browser/check_serve_page.py --model results/demo_model \\
+        --audio $wav/Ses05F_impro01_F000.wav \\
+        --text "Honestly, I'll call Carla next month about the form."
+
+Authors
+ * speechbrain-turbo contributors
+"""
+
+import argparse
+import os
+import re
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+
+# Without these, Chromium keeps calling Google's hosts, which a closed
+# network refuses many times a second.
+CHROMIUM_FLAGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+def free_port():
+    """A loopback TCP port nothing listens on now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def cli_label(model, audio, text):
+    """The label ``speechbrain-turbo classify`` prints for one file."""
+    result = subprocess.run(
+        [sys.executable, "-m", "speechbrain_turbo.cli", "classify"]
+        + ["--model", model, "--audio", audio, "--text", text],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return re.search(r"^label: (\S+)", result.stdout, re.M).group(1)
+
+
+def wait_for(url, server, seconds=180):
+    """Waits until ``url`` answers, failing if the server exits first."""
+    deadline = time.monotonic() + seconds
+    while True:
+        if server.poll() is not None:
+            raise SystemExit(f"the server exited with status {server.poll()}")
+        try:
+            urllib.request.urlopen(url, timeout=5)
+            return
+        except OSError:
+            if time.monotonic() > deadline:
+                raise SystemExit(
+                    f"no page at {url} after {seconds} s"
+                ) from None
+            time.sleep(1)
+
+
+def submit(page, audio, text):
+    """Uploads ``audio``, types ``text``, presses Classify; the message."""
+    page.locator("#speech input[type=file]").set_input_files(audio)
+    page.locator("#transcript textarea").fill(text)
+    # While the model runs, the message box shows Gradio's progress timer;
+    # the answer is a prediction ("... from ...") or a refusal.
+    page.locator("#go").click()
+    page.wait_for_function(
+        "() => /(\\), from |^Cannot use|^Could not)/.test("
+        "document.querySelector('#message').innerText.trim())",
+        timeout=120_000,
+    )
+    return page.locator("#message").inner_text().strip()
+
+
+def check(args, url):
+    """Drives the page; returns a list of failures (empty: all good)."""
+    from playwright.sync_api import sync_playwright
+
+    failures = []
+    expected = cli_label(args.model, args.audio, args.text)
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=args.chromium, args=CHROMIUM_FLAGS
+        )
+        page = browser.new_page(viewport={"width": 1280, "height": 760})
+        page.goto(url)
+
+        not_audio = os.path.join(tempfile.mkdtemp(), "notes.wav")
+        with open(not_audio, "w") as f:
+            f.write("not audio at all\n")
+        message = submit(page, not_audio, "")
+        print(f"not audio: {message}")
+        if "Cannot use this recording" not in message:
+            failures.append(
+                f"no message for a file that is not audio: {message!r}"
+            )
+        page.goto(url)  # a clean page for the screenshot
+
+        message = submit(page, args.audio, args.text)
+        shown = message.split(" ", 1)[0]
+        print(f"page: {message}")
+        print(f"CLI label: {expected}")
+        if shown != expected:
+            failures.append(f"page shows {shown!r}, the CLI says {expected!r}")
+        if expected not in page.locator("#prediction").inner_text():
+            failures.append("the probability chart does not show the label")
+        page.screenshot(path=args.screenshot, full_page=True)
+        print(f"screenshot: {args.screenshot}")
+        browser.close()
+    return failures
+
+
+def main():
+    """Serves the model, checks the page, stops the server."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model", default="results/demo_model")
+    parser.add_argument("--audio", required=True, help="a recording")
+    parser.add_argument("--text", required=True, help="its transcript")
+    parser.add_argument("--chromium", default="/usr/bin/chromium")
+    parser.add_argument("--screenshot", default="docs/serve_page.png")
+    args = parser.parse_args()
+
+    port = free_port()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "speechbrain_turbo.cli", "serve"]
+        + ["--model", args.model, "--port", str(port)]
+    )
+    url = f"http://127.0.0.1:{port}/"
+    try:
+        wait_for(url, server)
+        failures = check(args, url)
+    finally:
+        server.terminate()
+        server.wait(timeout=60)
+    for failure in failures:
+        print(f"FAILED: {failure}", file=sys.stderr)
+    sys.exit(1 if failures else 0)
+
+
+if __name__ == "__main__":
+    main()

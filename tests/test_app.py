@@ -1,0 +1,155 @@
+"""The web page of ``speechbrain-turbo serve``: the same answers as
+``speechbrain-turbo classify``, a message (never a stack trace) for bad
+input, and a server that keeps serving after it.
+"""
+
+import csv
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+
+import pytest
+import soundfile
+import torch
+from conftest import REPO, run_python
+
+from speechbrain_turbo.app import classify_for_page
+
+# Uses the tiny trained model of conftest's `exported`: deselect with
+# -m "not slow".
+pytestmark = pytest.mark.slow
+
+
+def cli_rows(model, manifest, output):
+    """``speechbrain-turbo classify --manifest``'s rows by ID."""
+    result = run_python(
+        REPO,
+        "-m",
+        "speechbrain_turbo.cli",
+        "classify",
+        "--model",
+        str(model),
+        "--manifest",
+        str(manifest),
+        "--output",
+        str(output),
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    with open(output, newline="", encoding="utf-8") as f:
+        return {row["ID"]: row for row in csv.DictReader(f)}
+
+
+def assert_same_answer(shown, row):
+    """The page's probabilities are the CLI's (printed to 6 decimals)."""
+    assert max(shown, key=shown.get) == row["label"]
+    assert {f"prob_{k}": v for k, v in shown.items()} == pytest.approx(
+        {k: float(v) for k, v in row.items() if k.startswith("prob_")},
+        abs=2e-6,
+    )
+
+
+def test_page_gives_the_cli_label_and_probabilities(exported, tmp_path):
+    from speechbrain_turbo.inference import TurboClassifier
+
+    _, model, _, test = exported
+    items = list(test.items())[:6]
+    # One manifest, one CLI run: each recording with and without its text.
+    manifest = tmp_path / "in.csv"
+    with open(manifest, "w", newline="", encoding="utf-8") as f:
+        writer = csv.writer(f)
+        writer.writerow(["ID", "wav", "text"])
+        for item_id, entry in items:
+            writer.writerow([item_id, entry["wav"], entry["text"]])
+            writer.writerow([f"{item_id}_alone", entry["wav"], ""])
+    rows = cli_rows(model, manifest, tmp_path / "out.csv")
+
+    classifier = TurboClassifier.from_hparams(str(model))
+    for item_id, entry in items:
+        alone = rows[f"{item_id}_alone"]
+        shown = classify_for_page(classifier, entry["wav"], entry["text"])
+        assert "typed transcript" in shown.message
+        assert_same_answer(shown.probabilities, rows[item_id])
+        assert_same_answer(shown.audio_only, alone)
+        # An empty box: this model has no ASR, so the audio alone.
+        shown = classify_for_page(classifier, entry["wav"], "  ")
+        assert "audio alone" in shown.message
+        assert_same_answer(shown.probabilities, alone)
+
+
+def free_port():
+    """A loopback TCP port nothing listens on now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def bad_recordings(folder):
+    """An empty file, a text file named .wav and a 10-minute recording."""
+    empty = folder / "empty.wav"
+    empty.write_bytes(b"")
+    text = folder / "notes.wav"
+    text.write_text("not audio at all\n")
+    long = folder / "lecture.wav"
+    soundfile.write(long, torch.zeros(8000 * 600).numpy(), 8000)
+    return {
+        empty: "unreadable audio 'empty.wav'",
+        text: "unreadable audio 'notes.wav'",
+        long: "at most 60 s",
+    }
+
+
+def test_served_page_answers_and_survives_bad_input(exported, tmp_path):
+    from gradio_client import Client, handle_file
+
+    _, model, _, test = exported
+    port = free_port()
+    log = open(tmp_path / "serve.log", "w")
+    server = subprocess.Popen(
+        [sys.executable, "-m", "speechbrain_turbo.cli", "serve"]
+        + ["--model", str(model), "--port", str(port)],
+        cwd=REPO,
+        env=dict(os.environ, OMP_NUM_THREADS="1", HF_HUB_OFFLINE="1"),
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    url = f"http://127.0.0.1:{port}/"
+    try:
+        deadline = time.monotonic() + 180
+        while True:
+            assert server.poll() is None, (tmp_path / "serve.log").read_text()
+            try:
+                urllib.request.urlopen(url, timeout=5)
+                break
+            except OSError:
+                assert time.monotonic() < deadline, "the page never came up"
+                time.sleep(1)
+        client = Client(url, verbose=False)
+
+        message, both, alone = client.predict(None, "", api_name="/classify")
+        assert message.startswith("Record something") and not both
+        for path, reason in bad_recordings(tmp_path).items():
+            message, both, alone = client.predict(
+                handle_file(str(path)), "", api_name="/classify"
+            )
+            assert message.startswith("Cannot use this recording"), message
+            assert reason in message and "Traceback" not in message
+            assert not both and not alone
+
+        # Still serving: a good recording gets its answer.
+        entry = next(iter(test.values()))
+        message, both, alone = client.predict(
+            handle_file(entry["wav"]), entry["text"], api_name="/classify"
+        )
+        assert "typed transcript" in message
+        assert {c["label"] for c in both["confidences"]} == {
+            c["label"] for c in alone["confidences"]
+        }
+        assert server.poll() is None
+    finally:
+        server.terminate()
+        server.wait(timeout=60)
+        log.close()
+    assert "Traceback" not in (tmp_path / "serve.log").read_text()
