@@ -163,63 +163,6 @@ class TurboBrain(SpeechBrainWorkarounds, StageReports, sb.Brain):
             return self.turbo_weight
         return self.turbo_weight * min(1.0, counter.current / warmup)
 
-    def init_optimizers(self):
-        """One optimizer, or two with ``encoder_opt_class``.
-
-        Pretrained encoders want a far smaller learning rate than the freshly
-        initialised heads: with ``encoder_opt_class`` in the hparams, the
-        trainable parameters of every ``*_encoder`` module go to it and
-        ``opt_class`` trains the rest. Both are checkpointed, and both
-        leave out of weight decay what :meth:`_decay_groups` says.
-        """
-        encoder_opt_class = getattr(self.hparams, "encoder_opt_class", None)
-        encoder_params = []
-        if encoder_opt_class is not None:
-            encoder_params = [
-                param
-                for name, module in self.modules.items()
-                if name.endswith("_encoder")
-                for param in module.parameters()
-                if param.requires_grad
-            ]
-        in_encoders = {id(param) for param in encoder_params}
-        head_params = [
-            param
-            for param in self.modules.parameters()
-            if param.requires_grad and id(param) not in in_encoders
-        ]
-        self.optimizer = self.opt_class(self._decay_groups(head_params))
-        self.optimizers_dict = {"heads": self.optimizer}
-        if self.checkpointer is not None:
-            self.checkpointer.add_recoverable("optimizer", self.optimizer)
-        if encoder_opt_class is None:
-            return
-        if not encoder_params:
-            logger.info("The encoders are frozen: encoder_opt_class unused")
-            return
-        self.encoder_optimizer = encoder_opt_class(
-            self._decay_groups(encoder_params)
-        )
-        self.optimizers_dict["encoders"] = self.encoder_optimizer
-        if self.checkpointer is not None:
-            self.checkpointer.add_recoverable(
-                "encoder_optimizer", self.encoder_optimizer
-            )
-
-    def _decay_groups(self, params):
-        """Parameter groups: scalars (the learned temperature) never get
-        weight decay, vectors (biases, norms) not when
-        ``remove_vector_weight_decay`` is set; the rest do. SpeechBrain's
-        own grouping only covers one optimizer and decays scalars.
-        """
-        no_decay_below = 2 if self.remove_vector_weight_decay else 1
-        decay = [p for p in params if p.dim() >= no_decay_below]
-        no_decay = [p for p in params if p.dim() < no_decay_below]
-        groups = [{"params": decay}]
-        if no_decay:
-            groups.append({"params": no_decay, "weight_decay": 0.0})
-        return groups
-
     def on_fit_batch_end(self, batch, outputs, loss, should_step):
         """After an optimizer step, clamps a learned temperature (CLIP).
 
@@ -323,52 +266,6 @@ class TurboBrain(SpeechBrainWorkarounds, StageReports, sb.Brain):
             for m, data in inputs.items()
         }
 
-    def evaluate_without(self, missing, test_set, **kwargs):
-        """Tests with some modalities withheld, e.g. no transcripts.
-
-        The fusion puts its "absent" embedding in their place (see
-        :class:`speechbrain_turbo.models.ConcatFusion`: learned with modality
-        dropout, else a zero vector that training never saw, which the log
-        says); the reports are
-        written as ``test_metrics_without_<modalities>.json`` and
-        ``test_confusion_without_<modalities>.csv`` / ``.png``.
-
-        Arguments
-        ---------
-        missing : list of str
-            The modalities to withhold.
-        test_set : Dataset or DataLoader
-            As for ``evaluate``.
-        **kwargs : dict
-            Passed to ``evaluate`` (``max_key``, ``test_loader_kwargs``).
-
-        Returns
-        -------
-        float
-            The test loss.
-        """
-        unknown = [m for m in missing if m not in self.modalities]
-        if unknown or len(missing) >= len(self.modalities):
-            raise ValueError(
-                f"Cannot test without {list(missing)}: the model's "
-                f"modalities are {self.modalities}, and one must remain"
-            )
-        fusion = getattr(self.modules.fusion, "module", self.modules.fusion)
-        if not getattr(fusion, "modality_dropout", 0) > 0:
-            logger.warning(
-                "Testing without %s: the model was trained without modality "
-                "dropout, so the 'absent' embedding in their place is an "
-                "untrained zero placeholder; these numbers say how the model "
-                "copes with it, not what audio alone can do (train with "
-                "--modality_dropout for that).",
-                list(missing),
-            )
-        self.missing_modalities = tuple(missing)
-        try:
-            return self.evaluate(test_set, **kwargs)
-        finally:
-            self.missing_modalities = ()
-
     def compute_objectives(self, predictions, batch, stage):
         """Cross-entropy over all views plus the weighted Turbo term.
 
@@ -425,15 +322,7 @@ class TurboBrain(SpeechBrainWorkarounds, StageReports, sb.Brain):
             for m, (first, second) in predictions["views"].items():
                 terms[f"align_{m}"] = alignment(first.detach(), second.detach())
         terms["total"] = loss
-        # A non-finite step is skipped by fit_batch and left out of the
-        # epoch's averages.
-        if torch.isfinite(loss):
-            for name, value in terms.items():
-                value = value.detach() if torch.is_tensor(value) else value
-                self.train_sums[name] = self.train_sums.get(name, 0.0) + float(
-                    value
-                )
-            self.train_steps += 1
+        self._add_train_terms(terms)
         return loss
 
     def _negative_groups(self, batch):
@@ -491,20 +380,7 @@ class TurboBrain(SpeechBrainWorkarounds, StageReports, sb.Brain):
             Current epoch.
         """
         if stage == sb.Stage.TRAIN:
-            steps = max(self.train_steps, 1)
-            self.train_stats = {
-                name: total / steps for name, total in self.train_sums.items()
-            }
-            self.train_stats["skipped_steps"] = self.skipped_steps
-            # The fraction of the audio batches that was padding.
-            self.train_stats["padding"] = self.padded_samples / max(
-                self.audio_samples, 1
-            )
-            # The cost of an epoch, next to what it bought.
-            self.train_stats["time_s"] = time.perf_counter() - self._stage_start
-            if torch.cuda.is_available():
-                peak = torch.cuda.max_memory_allocated() / 2**30
-                self.train_stats["peak_GiB"] = peak
+            self.train_stats = self._train_epoch_stats()
             return
 
         stats = self._evaluation_stats(stage_loss)

@@ -260,10 +260,85 @@ class StageReports:
     metrics, predictions and confusion matrices).
 
     It reads the Brain's ``hparams`` (``output_folder``, ``label_encoder``,
-    ``epoch_counter``), ``train_stats``, ``missing_modalities`` and the
+    ``epoch_counter``), ``modalities``, ``train_stats``, the epoch's
+    accumulators (set in ``on_stage_start``), ``missing_modalities`` and the
     stage's ``ids``, ``predicted``, ``targets`` and ``projected`` lists, and
     ``_gather_predictions`` (which collects every DDP process's share).
+    :meth:`evaluate_without` tests again with modalities withheld.
     """
+
+    def evaluate_without(self, missing, test_set, **kwargs):
+        """Tests with some modalities withheld, e.g. no transcripts.
+
+        The fusion puts its "absent" embedding in their place (see
+        :class:`speechbrain_turbo.models.ConcatFusion`: learned with modality
+        dropout, else a zero vector that training never saw, which the log
+        says); the reports are
+        written as ``test_metrics_without_<modalities>.json`` and
+        ``test_confusion_without_<modalities>.csv`` / ``.png``.
+
+        Arguments
+        ---------
+        missing : list of str
+            The modalities to withhold.
+        test_set : Dataset or DataLoader
+            As for ``evaluate``.
+        **kwargs : dict
+            Passed to ``evaluate`` (``max_key``, ``test_loader_kwargs``).
+
+        Returns
+        -------
+        float
+            The test loss.
+        """
+        unknown = [m for m in missing if m not in self.modalities]
+        if unknown or len(missing) >= len(self.modalities):
+            raise ValueError(
+                f"Cannot test without {list(missing)}: the model's "
+                f"modalities are {self.modalities}, and one must remain"
+            )
+        fusion = getattr(self.modules.fusion, "module", self.modules.fusion)
+        if not getattr(fusion, "modality_dropout", 0) > 0:
+            logger.warning(
+                "Testing without %s: the model was trained without modality "
+                "dropout, so the 'absent' embedding in their place is an "
+                "untrained zero placeholder; these numbers say how the model "
+                "copes with it, not what audio alone can do (train with "
+                "--modality_dropout for that).",
+                list(missing),
+            )
+        self.missing_modalities = tuple(missing)
+        try:
+            return self.evaluate(test_set, **kwargs)
+        finally:
+            self.missing_modalities = ()
+
+    def _add_train_terms(self, terms):
+        """Adds a training step's loss terms to the epoch's sums; a
+        non-finite step (skipped by ``fit_batch``) is left out.
+        """
+        if not torch.isfinite(terms["total"]):
+            return
+        for name, value in terms.items():
+            value = value.detach() if torch.is_tensor(value) else value
+            self.train_sums[name] = self.train_sums.get(name, 0.0) + float(
+                value
+            )
+        self.train_steps += 1
+
+    def _train_epoch_stats(self):
+        """The epoch's mean loss terms, skipped steps, padding fraction of
+        the audio batches, wall time and (on a GPU) peak memory.
+        """
+        steps = max(self.train_steps, 1)
+        stats = {name: total / steps for name, total in self.train_sums.items()}
+        stats["skipped_steps"] = self.skipped_steps
+        stats["padding"] = self.padded_samples / max(self.audio_samples, 1)
+        # The cost of an epoch, next to what it bought.
+        stats["time_s"] = time.perf_counter() - self._stage_start
+        if torch.cuda.is_available():
+            stats["peak_GiB"] = torch.cuda.max_memory_allocated() / 2**30
+        return stats
 
     def _record_history(self, epoch, valid_stats):
         """Appends the epoch to history.jsonl and redraws the curves PNG."""
