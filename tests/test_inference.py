@@ -12,6 +12,8 @@ import torchaudio
 from conftest import REPO, run_python
 from speechbrain.dataio import audio_io
 
+from speechbrain_turbo.app import classify_for_page
+
 # Runs whole recipes or several processes: deselect with -m "not slow".
 pytestmark = pytest.mark.slow
 
@@ -134,12 +136,26 @@ def test_missing_text_is_transcribed_by_the_models_whisper(exported, tmp_path):
     assert transcript  # a tiny random Whisper: text, but meaningless
     with_asr = classifier.classify_file(entry["wav"])
     assert classifier.text_sources == ["asr"]
+    assert classifier.transcripts == [transcript]
     # The same as giving that transcript as text.
     given = classifier.classify_file(entry["wav"], text=transcript)
     assert classifier.text_sources == ["given"]
     torch.testing.assert_close(with_asr[0], given[0])
     classifier.classify_file(entry["wav"], transcribe=False)
     assert classifier.text_sources == ["absent"]
+    assert classifier.transcripts == [None]
+
+    # The web page: an empty transcript box means Whisper's transcript, and
+    # the page says which; the audio-only column skips the ASR.
+    shown = classify_for_page(classifier, entry["wav"], "")
+    assert f"Whisper transcript “{transcript}”" in shown.message
+    assert list(shown.probabilities.values()) == pytest.approx(
+        with_asr[0][0].tolist()
+    )
+    alone = classifier.classify_file(entry["wav"], transcribe=False)
+    assert list(shown.audio_only.values()) == pytest.approx(
+        alone[0][0].tolist()
+    )
 
     # The command line reports the text source per item.
     rows = read_csv(manifest)
