@@ -61,6 +61,7 @@ def tiny_hf_models(tmp_path_factory, tiny_corpus):
 
 
 DEMO_RECIPE = os.path.join(REPO, "recipes", "IEMOCAP", "turbo")
+# The demo recipe at its smallest (tiny corpus, encoders and epochs).
 TINY = [
     "--demo_utterances_per_speaker=8",
     "--number_of_epochs=2",
@@ -70,8 +71,20 @@ TINY = [
     "--projection_dim=8",
     "--token_embedding_dim=8",
     "--vocab_size=80",
-    "--modality_dropout=0.3",
 ]
+
+
+def cli_classify(model, *arguments):
+    """Runs ``speechbrain-turbo classify --model MODEL *arguments``."""
+    return run_python(
+        REPO,
+        "-m",
+        "speechbrain_turbo.cli",
+        "classify",
+        "--model",
+        str(model),
+        *arguments,
+    )
 
 
 @pytest.fixture(scope="session")
@@ -90,6 +103,7 @@ def exported(tmp_path_factory, tiny_corpus):
         f"--data_folder={tiny_corpus}",
         f"--output_folder={run}",
         *TINY,
+        "--modality_dropout=0.3",
     )
     assert trained.returncode == 0, trained.stderr[-3000:]
     model = tmp_path / "model"

@@ -14,7 +14,7 @@ import urllib.request
 import pytest
 import soundfile
 import torch
-from conftest import REPO, run_python
+from conftest import REPO, cli_classify
 
 from speechbrain_turbo.app import classify_for_page
 
@@ -25,13 +25,8 @@ pytestmark = pytest.mark.slow
 
 def cli_rows(model, manifest, output):
     """``speechbrain-turbo classify --manifest``'s rows by ID."""
-    result = run_python(
-        REPO,
-        "-m",
-        "speechbrain_turbo.cli",
-        "classify",
-        "--model",
-        str(model),
+    result = cli_classify(
+        model,
         "--manifest",
         str(manifest),
         "--output",

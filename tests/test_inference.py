@@ -9,7 +9,7 @@ import os
 import pytest
 import torch
 import torchaudio
-from conftest import REPO, run_python
+from conftest import REPO, cli_classify, run_python
 from speechbrain.dataio import audio_io
 
 from speechbrain_turbo.app import classify_for_page
@@ -44,13 +44,8 @@ def test_export_writes_a_self_contained_model_folder(exported):
 def test_cli_classify_matches_the_recipe_test_pass(exported, tmp_path):
     run, model, manifest, test = exported
     output = tmp_path / "out.csv"
-    result = run_python(
-        REPO,
-        "-m",
-        "speechbrain_turbo.cli",
-        "classify",
-        "--model",
-        str(model),
+    result = cli_classify(
+        model,
         "--manifest",
         str(manifest),
         "--output",
@@ -170,13 +165,8 @@ def test_missing_text_is_transcribed_by_the_models_whisper(exported, tmp_path):
         (["--no_asr"], ["absent", "given"]),
     ):
         output = tmp_path / f"out{len(flags)}.csv"
-        result = run_python(
-            REPO,
-            "-m",
-            "speechbrain_turbo.cli",
-            "classify",
-            "--model",
-            str(model),
+        result = cli_classify(
+            model,
             "--manifest",
             str(no_text),
             "--output",
@@ -204,13 +194,8 @@ def bad_audio_files(folder):
 def test_cli_names_a_bad_file_in_one_line(exported, tmp_path, kind):
     _, model, _, _ = exported
     path, reason = bad_audio_files(tmp_path)[kind]
-    result = run_python(
-        REPO,
-        "-m",
-        "speechbrain_turbo.cli",
-        "classify",
-        "--model",
-        str(model),
+    result = cli_classify(
+        model,
         "--audio",
         path,
     )
@@ -236,13 +221,8 @@ def test_cli_manifest_classifies_every_good_row_and_lists_the_bad(
         writer.writeheader()
         writer.writerows(rows)
     output = tmp_path / "out.csv"
-    result = run_python(
-        REPO,
-        "-m",
-        "speechbrain_turbo.cli",
-        "classify",
-        "--model",
-        str(model),
+    result = cli_classify(
+        model,
         "--manifest",
         str(mixed),
         "--output",

@@ -7,24 +7,12 @@ import subprocess
 import sys
 
 import pytest
-from conftest import run_python
+from conftest import DEMO_RECIPE, TINY, run_python
 
 # Runs whole recipes or several processes: deselect with -m "not slow".
 pytestmark = pytest.mark.slow
 
-RECIPE = os.path.join(
-    os.path.dirname(__file__), os.pardir, "recipes", "IEMOCAP", "turbo"
-)
-TINY = [
-    "--demo_utterances_per_speaker=8",
-    "--number_of_epochs=2",
-    "--batch_size=8",
-    "--channels=16",
-    "--fusion_dim=16",
-    "--projection_dim=8",
-    "--token_embedding_dim=8",
-    "--vocab_size=80",
-]
+RECIPE = DEMO_RECIPE
 
 
 def recipe_command(tmp_path, output, *overrides):
