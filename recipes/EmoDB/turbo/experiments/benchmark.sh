@@ -27,4 +27,7 @@ sweep turbo_modality_dropout --modality_dropout=0.5 --turbo_warmup_epochs=0
 sweep turbo_consistency --consistency_weight=1.0 --turbo_warmup_epochs=0
 sweep turbo_label_positives --label_positives=True --turbo_warmup_epochs=0
 sweep turbo_warmup --turbo_warmup_epochs=5
+# The two best on validation together.
+sweep turbo_warmup_label_positives --turbo_warmup_epochs=5 \
+    --label_positives=True
 python -m speechbrain_turbo.cross_validate "$root" --paired_with baseline
