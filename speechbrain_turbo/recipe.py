@@ -127,8 +127,9 @@ def train_loader_options(hparams, train_set):
     (the options under ``dynamic_batch_sampler``: ``max_batch_length`` in
     seconds of audio, ``num_buckets``, ``max_batch_ex``...): utterances of
     similar duration share a batch, so little of it is padding, and the
-    number of utterances per batch varies. The buckets' boundaries are the
-    quantiles of the training durations (:func:`duration_buckets`) unless
+    number of utterances per batch varies. The buckets' boundaries are
+    spaced geometrically over the training durations
+    (:func:`duration_buckets`) unless
     ``bucket_boundaries`` is given. Its shuffling follows ``seed``. Under
     DDP, SpeechBrain shuffles the batches' order again (its own seed, the
     epoch), gives each process every N-th batch and repeats a few so that
@@ -185,13 +186,16 @@ def train_loader_options(hparams, train_set):
 
 
 def duration_buckets(dataset, num_buckets):
-    """Bucket boundaries at the quantiles of the utterances' durations.
+    """Bucket boundaries spaced geometrically over the utterances' durations.
 
     SpeechBrain's ``DynamicBatchSampler``, given ``num_buckets``, spreads
     the boundaries over a log-normal scaled to ``max_batch_length``: with a
     budget of many utterances per batch, most utterances then share its
-    first bucket and are padded to its longest. Quantiles of the data put
-    as many utterances in every bucket, of similar durations.
+    first bucket and are padded to its longest. Boundaries at a constant
+    ratio ``r`` from the shortest duration to the longest bound the padding
+    of every bucket alike (its longest is at most ``r`` times its shortest),
+    where quantiles leave the long tail of speech durations in one wide
+    last bucket.
 
     Arguments
     ---------
@@ -210,13 +214,13 @@ def duration_buckets(dataset, num_buckets):
     >>> from speechbrain.dataio.dataset import DynamicItemDataset
     >>> data = {f"u{i}": {"duration": d} for i, d in enumerate([1, 2, 3, 4])}
     >>> duration_buckets(DynamicItemDataset(data), 2)
-    [2.5, 4.0]
+    [2.0, 4.0]
     >>> duration_buckets(DynamicItemDataset({"a": {"duration": 2.0}}), 5)
     [2.0]
     """
     durations = [_duration(dataset.data[i]) for i in dataset.data_ids]
-    levels = np.arange(1, num_buckets + 1) / num_buckets
-    return [float(b) for b in np.unique(np.quantile(durations, levels))]
+    bounds = np.geomspace(min(durations), max(durations), num_buckets + 1)
+    return [float(b) for b in np.unique(bounds[1:])]
 
 
 def _duration(entry):
