@@ -61,17 +61,31 @@ def tiny_hf_models(tmp_path_factory, tiny_corpus):
 
 
 DEMO_RECIPE = os.path.join(REPO, "recipes", "IEMOCAP", "turbo")
-# The demo recipe at its smallest (tiny corpus, encoders and epochs).
-TINY = [
-    "--demo_utterances_per_speaker=8",
+# The small-encoder recipes at their smallest (encoders and epochs).
+TINY_SMALL_ENCODERS = [
     "--number_of_epochs=2",
     "--batch_size=8",
     "--channels=16",
     "--fusion_dim=16",
     "--projection_dim=8",
     "--token_embedding_dim=8",
+]
+# The demo recipe on a tiny corpus.
+TINY = [
+    "--demo_utterances_per_speaker=8",
+    *TINY_SMALL_ENCODERS,
     "--vocab_size=80",
 ]
+
+
+def cli_classify_manifest(model, manifest, output):
+    """``speechbrain-turbo classify --manifest``'s output rows by ID."""
+    result = cli_classify(
+        model, "--manifest", str(manifest), "--output", str(output)
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    with open(output, newline="", encoding="utf-8") as f:
+        return {row["ID"]: row for row in csv.DictReader(f)}
 
 
 def cli_classify(model, *arguments):

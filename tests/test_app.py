@@ -14,27 +14,13 @@ import urllib.request
 import pytest
 import soundfile
 import torch
-from conftest import REPO, cli_classify
+from conftest import REPO, cli_classify_manifest
 
 from speechbrain_turbo.app import classify_for_page
 
 # Uses the tiny trained model of conftest's `exported`: deselect with
 # -m "not slow".
 pytestmark = pytest.mark.slow
-
-
-def cli_rows(model, manifest, output):
-    """``speechbrain-turbo classify --manifest``'s rows by ID."""
-    result = cli_classify(
-        model,
-        "--manifest",
-        str(manifest),
-        "--output",
-        str(output),
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    with open(output, newline="", encoding="utf-8") as f:
-        return {row["ID"]: row for row in csv.DictReader(f)}
 
 
 def assert_same_answer(shown, row):
@@ -59,7 +45,7 @@ def test_page_gives_the_cli_label_and_probabilities(exported, tmp_path):
         for item_id, entry in items:
             writer.writerow([item_id, entry["wav"], entry["text"]])
             writer.writerow([f"{item_id}_alone", entry["wav"], ""])
-    rows = cli_rows(model, manifest, tmp_path / "out.csv")
+    rows = cli_classify_manifest(model, manifest, tmp_path / "out.csv")
 
     classifier = TurboClassifier.from_hparams(str(model))
     for item_id, entry in items:

@@ -9,7 +9,7 @@ import os
 
 import pytest
 import torch
-from conftest import REPO, run_python
+from conftest import REPO, TINY_SMALL_ENCODERS, run_python
 from speechbrain.dataio import audio_io
 
 from speechbrain_turbo.random_hf_models import (
@@ -27,15 +27,7 @@ CLASSES = {
     "tense": (320.0, ["watch out right now", "this is not safe"]),
     "glad": (250.0, ["what a lovely day", "we did it at last"]),
 }
-TINY_SMALL = [
-    "--number_of_epochs=2",
-    "--batch_size=8",
-    "--channels=16",
-    "--fusion_dim=16",
-    "--projection_dim=8",
-    "--token_embedding_dim=8",
-    "--vocab_size=30",
-]
+TINY_SMALL = [*TINY_SMALL_ENCODERS, "--vocab_size=30"]
 TINY_PRETRAINED = [
     "--number_of_epochs=1",
     "--batch_size=8",

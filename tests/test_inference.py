@@ -9,7 +9,7 @@ import os
 import pytest
 import torch
 import torchaudio
-from conftest import REPO, cli_classify, run_python
+from conftest import REPO, cli_classify, cli_classify_manifest, run_python
 from speechbrain.dataio import audio_io
 
 from speechbrain_turbo.app import classify_for_page
@@ -43,16 +43,7 @@ def test_export_writes_a_self_contained_model_folder(exported):
 
 def test_cli_classify_matches_the_recipe_test_pass(exported, tmp_path):
     run, model, manifest, test = exported
-    output = tmp_path / "out.csv"
-    result = cli_classify(
-        model,
-        "--manifest",
-        str(manifest),
-        "--output",
-        str(output),
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    classified = {row["ID"]: row for row in read_csv(output)}
+    classified = cli_classify_manifest(model, manifest, tmp_path / "out.csv")
     recipe = {
         row["ID"]: row["predicted"]
         for row in read_csv(run / "test_predictions.csv")
