@@ -5,15 +5,12 @@ input, and a server that keeps serving after it.
 
 import csv
 import os
-import socket
 import subprocess
-import sys
-import time
-import urllib.request
 
 import pytest
 import soundfile
 import torch
+from browser.check_serve_page import start_server
 from conftest import REPO, cli_classify_manifest
 
 from speechbrain_turbo.app import classify_for_page
@@ -60,13 +57,6 @@ def test_page_gives_the_cli_label_and_probabilities(exported, tmp_path):
         assert_same_answer(shown.probabilities, alone)
 
 
-def free_port():
-    """A loopback TCP port nothing listens on now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def bad_recordings(folder):
     """An empty file, a text file named .wav and a 10-minute recording."""
     empty = folder / "empty.wav"
@@ -86,27 +76,19 @@ def test_served_page_answers_and_survives_bad_input(exported, tmp_path):
     from gradio_client import Client, handle_file
 
     _, model, _, test = exported
-    port = free_port()
-    log = open(tmp_path / "serve.log", "w")
-    server = subprocess.Popen(
-        [sys.executable, "-m", "speechbrain_turbo.cli", "serve"]
-        + ["--model", str(model), "--port", str(port)],
-        cwd=REPO,
-        env=dict(os.environ, OMP_NUM_THREADS="1", HF_HUB_OFFLINE="1"),
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    url = f"http://127.0.0.1:{port}/"
+    log_path = tmp_path / "serve.log"
+    log = open(log_path, "w")
     try:
-        deadline = time.monotonic() + 180
-        while True:
-            assert server.poll() is None, (tmp_path / "serve.log").read_text()
-            try:
-                urllib.request.urlopen(url, timeout=5)
-                break
-            except OSError:
-                assert time.monotonic() < deadline, "the page never came up"
-                time.sleep(1)
+        server, url = start_server(
+            model,
+            cwd=REPO,
+            env=dict(os.environ, OMP_NUM_THREADS="1", HF_HUB_OFFLINE="1"),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    except RuntimeError as error:
+        pytest.fail(f"{error}\n{log_path.read_text()}")
+    try:
         client = Client(url, verbose=False)
 
         message, both, alone = client.predict(None, "", api_name="/classify")
@@ -133,4 +115,4 @@ def test_served_page_answers_and_survives_bad_input(exported, tmp_path):
         server.terminate()
         server.wait(timeout=60)
         log.close()
-    assert "Traceback" not in (tmp_path / "serve.log").read_text()
+    assert "Traceback" not in log_path.read_text()

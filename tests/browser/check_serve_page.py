@@ -60,20 +60,53 @@ def cli_label(model, audio, text):
 
 
 def wait_for(url, server, seconds=180):
-    """Waits until ``url`` answers, failing if the server exits first."""
+    """Waits until ``url`` answers; RuntimeError if the server exits first
+    or the page does not come up in ``seconds``.
+    """
     deadline = time.monotonic() + seconds
     while True:
         if server.poll() is not None:
-            raise SystemExit(f"the server exited with status {server.poll()}")
+            raise RuntimeError(f"the server exited with status {server.poll()}")
         try:
             urllib.request.urlopen(url, timeout=5)
             return
         except OSError:
             if time.monotonic() > deadline:
-                raise SystemExit(
-                    f"no page at {url} after {seconds} s"
-                ) from None
+                message = f"no page at {url} after {seconds} s"
+                raise RuntimeError(message) from None
             time.sleep(1)
+
+
+def start_server(model, **popen_options):
+    """Starts ``speechbrain-turbo serve`` for ``model`` on a free loopback
+    port and waits for its page.
+
+    Arguments
+    ---------
+    model : str
+        The exported model folder.
+    **popen_options : dict
+        Passed to ``subprocess.Popen`` (``cwd``, ``env``, ``stdout``...).
+
+    Returns
+    -------
+    tuple
+        The server process (terminate it when done) and the page's URL.
+    """
+    port = free_port()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "speechbrain_turbo.cli", "serve"]
+        + ["--model", str(model), "--port", str(port)],
+        **popen_options,
+    )
+    url = f"http://127.0.0.1:{port}/"
+    try:
+        wait_for(url, server)
+    except BaseException:
+        server.terminate()
+        server.wait(timeout=60)
+        raise
+    return server, url
 
 
 def submit(page, audio, text):
@@ -139,14 +172,11 @@ def main():
     parser.add_argument("--screenshot", default="docs/serve_page.png")
     args = parser.parse_args()
 
-    port = free_port()
-    server = subprocess.Popen(
-        [sys.executable, "-m", "speechbrain_turbo.cli", "serve"]
-        + ["--model", args.model, "--port", str(port)]
-    )
-    url = f"http://127.0.0.1:{port}/"
     try:
-        wait_for(url, server)
+        server, url = start_server(args.model)
+    except RuntimeError as error:
+        raise SystemExit(f"check_serve_page: {error}") from None
+    try:
         failures = check(args, url)
     finally:
         server.terminate()
