@@ -67,7 +67,8 @@ def _unusable(classifier, audio_path):
         return None
     # The page names the file as the user knows it, not Gradio's copy.
     reason = problem[0].replace(audio_path, os.path.basename(audio_path))
-    if limit is not None and "max_audio_seconds" in reason:
+    # Usable without the limit: the file is only too long.
+    if limit is not None and audio_problem(audio_path) is None:
         advice = (
             f"this model accepts at most {limit:g} s: upload a shorter clip."
         )
