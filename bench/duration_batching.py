@@ -16,10 +16,16 @@ then with duration-sized batches of the same mean size: the smallest
 ``max_batch_length`` (in 1 s steps) whose batches are no more than the
 fixed batches, so that both take as many optimizer steps per epoch.
 Reported per run: mean epoch time and padding fraction (the recipe's own
-``history.jsonl``), test WA and UA. At the end the first run's model is
-tested again in 1 and in 2 processes (``torchrun``, gloo): ``test_seconds`` of
-``test_metrics.json``. ``results.json`` and ``results.md`` are rewritten
-after every run.
+``history.jsonl``), test WA and UA. At the end a copy of the first run's
+model scores every utterance of the corpus (train, valid and test: a set
+large enough that the processes' fixed costs do not hide the sharding; the
+metrics of this pass are not reported): in 1 process, in 2 (``torchrun``,
+gloo, each with the runs' threads) and in 1 process with twice the threads
+(the same cores as 2 processes). Reported from ``test_metrics.json``:
+``scoring_seconds`` (loading, scoring and gathering every share: the part
+sharding divides) and ``test_seconds`` (the whole test stage, the main
+process's reports included). ``results.json`` and ``results.md`` are
+rewritten after every run.
 
     > python bench/duration_batching.py --report bench/measurements/batching
 
@@ -34,6 +40,7 @@ import csv
 import json
 import os
 import re
+import shutil
 import statistics
 import subprocess
 import sys
@@ -61,6 +68,9 @@ CONFIGS = {
     "turbo": [],
     "baseline": ["--turbo_weight=0", "--twin_pass=False"],
 }
+# Evaluation runs: processes, and threads per process in units of the
+# training runs' threads (the last: one process on the cores of two).
+EVALUATIONS = ((1, 1), (2, 1), (1, 2))
 
 
 def draw_durations(count, seed):
@@ -130,8 +140,8 @@ def make_corpus(work, utterances_per_speaker, seed):
     Returns
     -------
     dict
-        ``train``/``valid``/``test`` -> CSV path, and ``durations`` -> the
-        training durations.
+        ``train``/``valid``/``test``/``all`` -> CSV path (``all``: every
+        split), and ``durations`` -> the training durations.
     """
     corpus = os.path.join(work, "corpus")
     synthesize_corpus(corpus, utterances_per_speaker=utterances_per_speaker)
@@ -139,7 +149,7 @@ def make_corpus(work, utterances_per_speaker, seed):
     prepare_iemocap(corpus, prep, test_session=5)
     audio_folder = os.path.join(work, "iemocap_like")
     os.makedirs(audio_folder, exist_ok=True)
-    manifests = {}
+    manifests, everything = {}, []
     for index, split in enumerate(("train", "valid", "test")):
         with open(os.path.join(prep, f"{split}.json"), encoding="utf-8") as f:
             entries = json.load(f)
@@ -163,6 +173,13 @@ def make_corpus(work, utterances_per_speaker, seed):
             writer.writerows(rows)
         if split == "train":
             manifests["durations"] = durations
+        everything += rows
+    # Every split together: the set the evaluation timing scores.
+    manifests["all"] = os.path.join(work, "all.csv")
+    with open(manifests["all"], "w", newline="", encoding="utf-8") as f:
+        writer = csv.writer(f)
+        writer.writerow(["ID", "wav", "text", "label", "duration"])
+        writer.writerows(everything)
     return manifests
 
 
@@ -322,12 +339,23 @@ def write_report(folder, meta, records, evaluation):
                 f"{statistics.mean(fixed) / statistics.mean(sized):.2f}x "
                 "faster than fixed batches."
             )
-    if len(evaluation) == 2:
-        one, two = evaluation["1"], evaluation["2"]
-        lines.append(
-            f"\nTest ({meta['test_utterances']} utterances): {one:.1f} s in "
-            f"1 process, {two:.1f} s in 2 ({two / one:.2f}x)."
-        )
+    if evaluation:
+        lines += [
+            "",
+            f"Scoring all {meta['all_utterances']} utterances with the first "
+            "run's model:",
+            "",
+            "| processes x threads | scoring s | test stage s "
+            "| scoring / 1 process |",
+            "|---|---|---|---|",
+        ]
+        one = next(iter(evaluation.values()))["scoring_seconds"]
+        for name, e in evaluation.items():
+            lines.append(
+                f"| {name} | {e['scoring_seconds']:.2f} "
+                f"| {e['test_seconds']:.2f} "
+                f"| {e['scoring_seconds'] / one:.2f} |"
+            )
     with open(os.path.join(folder, "results.md"), "w") as f:
         f.write("\n".join(lines) + "\n")
 
@@ -357,6 +385,8 @@ def main():
     durations = manifests.pop("durations")
     with open(manifests["test"], encoding="utf-8") as f:
         test_utterances = sum(1 for _ in f) - 1
+    with open(manifests["all"], encoding="utf-8") as f:
+        all_utterances = sum(1 for _ in f) - 1
     steps = -(-len(durations) // args.batch_size)
     budget = equal_step_budget(durations, steps, seed=args.seeds[0])
     meta = {
@@ -366,6 +396,7 @@ def main():
         "threads": args.threads,
         "train_utterances": len(durations),
         "test_utterances": test_utterances,
+        "all_utterances": all_utterances,
         "mean_seconds": float(np.mean(durations)),
         "median_seconds": float(np.median(durations)),
         "max_seconds": float(np.max(durations)),
@@ -386,18 +417,15 @@ def main():
             for batching, options in batchings.items():
                 name = f"{objective}_{batching}_seed{seed}"
                 output = os.path.join(work, "runs", name)
-                command = recipe_command(
-                    manifests,
-                    output,
-                    [
-                        f"--seed={seed}",
-                        f"--number_of_epochs={args.epochs}",
-                        f"--batch_size={args.batch_size}",
-                        *CONFIGS[objective],
-                        *options,
-                        *extra,
-                    ],
-                )
+                overrides = [
+                    f"--seed={seed}",
+                    f"--number_of_epochs={args.epochs}",
+                    f"--batch_size={args.batch_size}",
+                    *CONFIGS[objective],
+                    *options,
+                    *extra,
+                ]
+                command = recipe_command(manifests, output, overrides)
                 run(command, args.threads, output + ".log")
                 records.append(
                     {
@@ -408,17 +436,31 @@ def main():
                     }
                 )
                 write_report(report, meta, records, evaluation)
-                first = first or (command, output)
-    # The first run's model tested again: 1, then 2 processes.
-    command, output = first
-    for processes in (1, 2):
-        run(
-            command,
-            args.threads,
-            f"{output}.test{processes}.log",
-            processes=processes,
-        )
-        evaluation[str(processes)] = read_run(output)["test_seconds"]
+                first = first or (overrides, output)
+    # A copy of the first run's model scores the whole corpus. The copy is
+    # a new run folder for the recipe (its test set differs), so the first
+    # run's record of its settings stays behind.
+    overrides, output = first
+    copy = os.path.join(work, "runs", "evaluation")
+    shutil.rmtree(copy, ignore_errors=True)
+    shutil.copytree(
+        output, copy, ignore=shutil.ignore_patterns("run_identity.json")
+    )
+    command = recipe_command(
+        {**manifests, "test": manifests["all"]}, copy, overrides
+    )
+    for processes, times in EVALUATIONS:
+        threads = times * args.threads
+        name = f"{processes} x {threads}"
+        log = f"{copy}.{processes}x{threads}.log"
+        run(command, threads, log, processes=processes)
+        with open(
+            os.path.join(copy, "test_metrics.json"), encoding="utf-8"
+        ) as f:
+            test = json.load(f)
+        evaluation[name] = {
+            key: test[key] for key in ("scoring_seconds", "test_seconds")
+        }
         write_report(report, meta, records, evaluation)
 
 

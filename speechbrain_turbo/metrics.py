@@ -362,6 +362,8 @@ class StageReports:
     def _evaluation_stats(self, stage_loss):
         """WA, UA and macro-F1 of the stage's predictions."""
         self._gather_predictions()
+        # The part that sharding divides: loading, scoring and gathering.
+        self.scoring_seconds = time.perf_counter() - self._stage_start
         self._metrics = classification_metrics(
             torch.cat(self.targets).numpy(),
             torch.cat(self.predicted).numpy(),
@@ -413,7 +415,9 @@ class StageReports:
                 if k != "unixtime"
             },
         }
-        # Wall time of the test, every process's share gathered (varies).
+        # Wall time of the test (varies): scoring every process's share and
+        # gathering it, then the whole stage with its reports.
+        report["scoring_seconds"] = self.scoring_seconds
         report["test_seconds"] = time.perf_counter() - self._stage_start
         if self.missing_modalities:
             report["without"] = list(self.missing_modalities)
