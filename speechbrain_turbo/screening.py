@@ -95,32 +95,65 @@ def audio_problem(path, max_seconds=None):
     >>> audio_problem("/no/such.wav")[0]
     "no file '/no/such.wav'"
     """
+    return inspect_audio(path, max_seconds)[0]
+
+
+def inspect_audio(path, max_seconds=None):
+    """An audio file's problem (as :func:`audio_problem`) and its duration,
+    from one reading of its header.
+
+    Arguments
+    ---------
+    path : str
+        The audio file.
+    max_seconds : float, optional
+        Longest accepted duration.
+
+    Returns
+    -------
+    problem : tuple of str or None
+        ``(reason, what to do)``, or None for a usable file.
+    seconds : float or None
+        The duration, None when the header could not be read.
+
+    Example
+    -------
+    >>> import tempfile, torch
+    >>> path = os.path.join(tempfile.mkdtemp(), "a.wav")
+    >>> audio_io.save(path, torch.zeros(1, 8000), 16000)
+    >>> inspect_audio(path)
+    (None, 0.5)
+    >>> inspect_audio(path, max_seconds=0.25)[0][0]  # doctest: +ELLIPSIS
+    "audio '...a.wav' lasts 0.5 s, more than max_audio_seconds=0.25"
+    """
     if not os.path.isfile(path):
-        return f"no file {path!r}", "restore the file or drop the entry"
+        return (f"no file {path!r}", "restore the file or drop the entry"), None
     try:
         info = audio_io.info(path)
     except Exception as error:  # libsndfile raises its own error types
         return (
             f"unreadable audio {path!r} ({error})",
             "re-export it as WAV or FLAC, or drop the entry",
-        )
+        ), None
     missing = wav_truncation(path)
     if missing:
-        return (
+        problem = (
             f"truncated audio {path!r}: the WAV header declares "
             f"{missing} more bytes than the file holds",
             "copy the file again from its source, or drop the entry",
         )
-    if info.frames == 0:
-        return f"empty audio {path!r} (0 samples)", "drop the entry"
-    if max_seconds is not None and info.duration > max_seconds:
-        return (
+    elif info.frames == 0:
+        problem = (f"empty audio {path!r} (0 samples)", "drop the entry")
+    elif max_seconds is not None and info.duration > max_seconds:
+        problem = (
             f"audio {path!r} lasts {info.duration:.1f} s, more than "
             f"max_audio_seconds={max_seconds}",
             "cut it into shorter segments, drop it, or raise "
             "--max_audio_seconds",
         )
-    return None
+    else:
+        problem = None
+    return problem, info.duration
 
 
 class InputScreen:
@@ -249,13 +282,15 @@ class InputScreen:
         kept, first_seen = {}, {}
         for item_id, where, entry in entries:
             problem = self._problem(
-                item_id, entry, first_seen, label_key, labels, max_audio_seconds
+                item_id, entry, first_seen, label_key, labels
             )
             first_seen.setdefault(item_id, where)
             if problem is None:
+                audio, seconds = inspect_audio(entry["wav"], max_audio_seconds)
+                problem = None if audio is None else ("wav", *audio)
+            if problem is None:
                 # Measured, not trusted from the manifest: duration-sized
                 # batches and sorted evaluation order by it.
-                seconds = audio_io.info(entry["wav"]).duration
                 entry["duration"] = round(seconds, 3)
                 kept[item_id] = entry
             else:
@@ -273,8 +308,10 @@ class InputScreen:
         return kept
 
     @staticmethod
-    def _problem(item_id, entry, first_seen, label_key, labels, max_seconds):
-        """(column, reason, fix) of an entry's first problem, or None."""
+    def _problem(item_id, entry, first_seen, label_key, labels):
+        """(column, reason, fix) of an entry's first problem outside its
+        audio file's contents, or None.
+        """
         if item_id in first_seen:
             return (
                 "ID",
@@ -308,5 +345,4 @@ class InputScreen:
         wav = entry.get("wav")
         if not wav:
             return ("wav", "empty audio path", "fill it in or drop the entry")
-        problem = audio_problem(wav, max_seconds)
-        return None if problem is None else ("wav", *problem)
+        return None
