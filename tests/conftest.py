@@ -31,6 +31,22 @@ def run_python(cwd, *args):
     )
 
 
+def run_under_torchrun(recipe, *args, processes=2):
+    """Runs a recipe's ``train.py *args`` in ``processes`` gloo processes
+    on this CPU (``recipe``: its folder).
+    """
+    return run_python(
+        recipe,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        f"--nproc_per_node={processes}",
+        "train.py",
+        *args,
+        "--distributed_backend=gloo",
+    )
+
+
 def corpus_transcripts(corpus):
     """Every transcript line's text in an IEMOCAP-layout tree."""
     pattern = os.path.join(corpus, "Session*", "dialog", "transcriptions", "*")

@@ -9,7 +9,7 @@ import os
 
 import pytest
 import torch
-from conftest import REPO, TINY_SMALL_ENCODERS, run_python
+from conftest import REPO, TINY_SMALL_ENCODERS, run_python, run_under_torchrun
 from speechbrain.dataio import audio_io
 
 from speechbrain_turbo.random_hf_models import (
@@ -154,6 +154,35 @@ def test_small_encoders_train_and_test_from_csv(data, tmp_path):
     for item_id, entry in test.items():
         labels = classifier.classify_file(entry["wav"], text=entry["text"])[3]
         assert labels[0] == recipe[item_id], item_id
+
+
+def test_duration_sized_batches_under_torchrun_score_each_utterance_once(
+    data, tmp_path
+):
+    folder, manifests = data
+    output = tmp_path / "ddp"
+    result = run_under_torchrun(
+        RECIPE,
+        "hparams/small.yaml",
+        f"--data_folder={folder}",
+        f"--train_csv={manifests['train']}",
+        f"--valid_csv={manifests['valid']}",
+        f"--test_csv={manifests['test']}",
+        f"--output_folder={output}",
+        *TINY_SMALL,
+        # Duration-sized batches (a few 0.5-0.8 s utterances each).
+        "--dynamic_batching=True",
+        "--max_batch_length=4",
+    )
+    assert result.returncode == 0, (result.stdout + result.stderr)[-4000:]
+    check_finished_run(output)
+    metrics = json.loads((output / "test_metrics.json").read_text())
+    shards = metrics["scored_per_process"]
+    assert shards == [COUNTS["test"] * len(CLASSES) // 2] * 2
+    scored = [row["ID"] for row in read_csv(output / "test_predictions.csv")]
+    assert sorted(scored) == sorted(
+        row["ID"] for row in read_csv(manifests["test"])
+    )
 
 
 def test_pretrained_encoders_train_and_test_from_csv(data, tmp_path):

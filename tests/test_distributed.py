@@ -115,18 +115,13 @@ def test_gathering_outside_a_process_group_is_refused():
 
 def run_recipe_under_torchrun(hparams_file, *overrides):
     """The IEMOCAP recipe in WORLD gloo processes on this CPU."""
-    from conftest import REPO, run_python
+    from conftest import REPO, run_under_torchrun
 
-    return run_python(
+    return run_under_torchrun(
         os.path.join(REPO, "recipes", "IEMOCAP", "turbo"),
-        "-m",
-        "torch.distributed.run",
-        "--standalone",
-        f"--nproc_per_node={WORLD}",
-        "train.py",
         hparams_file,
-        "--distributed_backend=gloo",
         *overrides,
+        processes=WORLD,
     )
 
 
