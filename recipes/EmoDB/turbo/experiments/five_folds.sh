@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Every speaker pair as the test set once (folds 1-5; validation: the next
-# fold), one seed: the recipe's default, the cross-entropy baseline and audio
-# alone, one CPU thread per run, then results/emodb_five_folds/summary.md.
+# fold), one seed: the recipe's default, the cross-entropy baseline, audio
+# alone with cross-entropy and with Turbo's in-modal term, one CPU thread per
+# run, then results/emodb_five_folds/summary.md.
 # Run from recipes/EmoDB/turbo:
 #   bash experiments/five_folds.sh /path/to/EmoDB [JOBS]
 set -euo pipefail
@@ -18,4 +19,5 @@ sweep() {
 sweep turbo_warmup
 sweep baseline --turbo_weight=0 --twin_pass=False
 sweep audio_only --modalities=[audio] --turbo_weight=0 --twin_pass=False
+sweep turbo_audio_only --modalities=[audio]
 python -m speechbrain_turbo.cross_validate "$root" --paired_with baseline
