@@ -265,7 +265,7 @@ class Variant:
             for key, value in BASELINE.items():
                 setattr(self.brain.hparams, key, value)
         if self.name == "turbo_unshared_cnn":
-            self.brain.hparams.audio_model.share_frozen_features = False
+            self.brain.hparams.audio_model.share_front_end = False
         if self.name == "turbo_checkpointing":
             for encoder in self.hf_encoders:
                 encoder.enable_gradient_checkpointing()
@@ -275,7 +275,7 @@ class Variant:
         for key, value in self.original.items():
             setattr(self.brain.hparams, key, value)
         if self.name == "turbo_unshared_cnn":
-            self.brain.hparams.audio_model.share_frozen_features = True
+            self.brain.hparams.audio_model.share_front_end = True
         if self.name == "turbo_checkpointing":
             for encoder in self.hf_encoders:
                 encoder.disable_gradient_checkpointing()
@@ -482,7 +482,7 @@ def measure_setup(name, precision, args, work):
     )
     brain.on_fit_start()
     variants = ["baseline", "turbo"]
-    if getattr(hparams.get("audio_model"), "shares_frozen_features", False):
+    if getattr(hparams.get("audio_model"), "shares_front_end", False):
         variants.append("turbo_unshared_cnn")
     if "text_model" in hparams:
         variants.append("turbo_checkpointing")

@@ -2,9 +2,10 @@
 
 Thin subclasses of SpeechBrain's HuggingFace lobes that add what the twin
 pass needs: the encoder's dropout rates set from hparams (they make the two
-views differ) and a text encoder that takes token ids plus relative lengths,
-so that it fits :class:`speechbrain_turbo.models.ModalityEncoder` like any
-other encoder.
+views differ), a deterministic front end the two views share, a text
+encoder that takes token ids plus relative lengths, so that it fits
+:class:`speechbrain_turbo.models.ModalityEncoder` like any other encoder,
+and Whisper's encoder on the batch's own length instead of 30 s.
 
 Authors
  * speechbrain-turbo contributors
@@ -16,7 +17,10 @@ import inspect
 import torch
 import torch.nn.functional as F
 from speechbrain.dataio.dataio import length_to_mask
-from speechbrain.integrations.huggingface.huggingface import make_padding_masks
+from speechbrain.integrations.huggingface.huggingface import (
+    HFTransformersInterface,
+    make_padding_masks,
+)
 from speechbrain.integrations.huggingface.textencoder import TextEncoder
 from speechbrain.integrations.huggingface.wav2vec2 import Wav2Vec2
 from speechbrain.utils.logger import get_logger
@@ -141,9 +145,9 @@ class HFSpeechEncoder(ConfigOverridesMixin, Wav2Vec2):
         Freeze the CNN feature encoder (the usual fine-tuning setup).
     gradient_checkpointing : bool
         Recompute the transformer's activations in backward (less memory).
-    share_frozen_features : bool
+    share_front_end : bool
         With a frozen CNN, run it once for both Turbo views (see
-        :attr:`shares_frozen_features`). False runs it once per view, as
+        :attr:`shares_front_end`). False runs it once per view, as
         two plain forwards would: for measuring what the sharing saves.
     **kwargs
         Passed to ``Wav2Vec2`` (``freeze``, ``output_norm``...).
@@ -167,7 +171,7 @@ class HFSpeechEncoder(ConfigOverridesMixin, Wav2Vec2):
         config_overrides=None,
         freeze_feature_extractor=True,
         gradient_checkpointing=False,
-        share_frozen_features=True,
+        share_front_end=True,
         **kwargs,
     ):
         # Read by override_config, called by the parent's __init__.
@@ -193,15 +197,16 @@ class HFSpeechEncoder(ConfigOverridesMixin, Wav2Vec2):
             mask_embedding.requires_grad_(False)
         if gradient_checkpointing:
             self.enable_gradient_checkpointing()
-        self.share_frozen_features = share_frozen_features
+        self.share_front_end = share_front_end
 
     @property
-    def shares_frozen_features(self):
+    def shares_front_end(self):
         """True when the CNN is frozen (and sharing is on): the two Turbo
-        views then share its output.
+        views then share its output (see
+        :meth:`speechbrain_turbo.models.ModalityEncoder.forward`).
         """
         return (
-            self.share_frozen_features
+            self.share_front_end
             and self.freeze_feature_extractor
             and not self.freeze
         )
@@ -217,12 +222,13 @@ class HFSpeechEncoder(ConfigOverridesMixin, Wav2Vec2):
             return {"add_adapter": False}
         return {}
 
-    def frozen_features(self, wav, wav_lens=None):
+    def front_end(self, wav, wav_lens=None):
         """The frozen CNN's output, computed once for both Turbo views.
 
         The CNN has no dropout, so both views would compute the same thing;
         :class:`speechbrain_turbo.models.ModalityEncoder` repeats this
-        output instead (the rest of the encoder runs on both views).
+        output instead (the rest of the encoder, :meth:`encode_front_end`,
+        runs on both views).
 
         Arguments
         ---------
@@ -250,7 +256,7 @@ class HFSpeechEncoder(ConfigOverridesMixin, Wav2Vec2):
             )
         return features, frame_mask
 
-    def encode_frozen_features(self, features, frame_mask=None):
+    def encode_front_end(self, features, frame_mask=None):
         """The rest of the encoder (projection, transformer), with dropout.
 
         As the HuggingFace model's ``forward`` after its CNN.
@@ -258,7 +264,7 @@ class HFSpeechEncoder(ConfigOverridesMixin, Wav2Vec2):
         Arguments
         ---------
         features : torch.Tensor
-            ``[B, T', C]`` from :meth:`frozen_features` (possibly repeated).
+            ``[B, T', C]`` from :meth:`front_end` (possibly repeated).
         frame_mask : torch.Tensor, optional
             ``[B, T']`` True on real frames.
 
@@ -389,3 +395,240 @@ class HFTextEncoder(ConfigOverridesMixin, TextEncoder):
             return self.model(
                 input_ids=token_ids, attention_mask=mask.long()
             ).last_hidden_state
+
+
+class HFWhisperEncoder(ConfigOverridesMixin, HFTransformersInterface):
+    """The encoder of any Whisper model (``openai/whisper-*`` or a folder),
+    on the batch's own length, with settable dropout.
+
+    Whisper was trained on 30-s windows, and HuggingFace's encoder (like
+    SpeechBrain's ``Whisper`` lobe) pads every clip to 30 s: on clips of a
+    few seconds most of the compute goes to silence. Here the log-Mel
+    features cover the batch's longest clip only and the positional
+    embeddings are cut to its frame count; the encoder layers are
+    Whisper's own. The pooled outputs then differ slightly from a 30-s
+    encoding (the frames no longer attend to the silence after the clip);
+    ``pad_to_30s=True`` encodes as Whisper does, for comparison.
+
+    The convolutional front end has no dropout: the two Turbo views share
+    its output (:attr:`shares_front_end`), trainable or not. The decoder is
+    dropped after loading.
+
+    Arguments
+    ---------
+    source : str
+        HuggingFace hub name or local folder of a Whisper model.
+    save_path : str
+        Where downloaded weights are cached.
+    config_overrides : dict, optional
+        Config attributes to set, e.g. ``dropout``, ``attention_dropout``,
+        ``activation_dropout``, ``encoder_layerdrop`` (Whisper's are 0).
+    freeze : bool
+        If True, the encoder is not trained.
+    freeze_feature_extractor : bool
+        Freeze the convolutional front end only.
+    gradient_checkpointing : bool
+        Recompute the layers' activations in backward (less memory).
+    share_front_end : bool
+        Run the front end once for both Turbo views (False: once per view,
+        for measuring what the sharing saves).
+    pad_to_30s : bool
+        Encode 30-s windows as Whisper does, then keep the batch's frames.
+    extra_silence_seconds : float
+        Silence appended to the batch before encoding (its frames are not
+        returned): the clip's last frames then see some of the silence that
+        follows every clip in Whisper's training. More agreement with the
+        30-s encoding, more compute.
+
+    Example
+    -------
+    >>> import tempfile
+    >>> from speechbrain_turbo.random_hf_models import save_random_whisper_model
+    >>> folder = save_random_whisper_model(tempfile.mkdtemp())
+    >>> encoder = HFWhisperEncoder(folder, tempfile.mkdtemp())
+    >>> encoder(torch.randn(2, 16000), torch.tensor([1.0, 0.5])).shape
+    torch.Size([2, 50, 16])
+    """
+
+    def __init__(
+        self,
+        source,
+        save_path,
+        config_overrides=None,
+        freeze=False,
+        freeze_feature_extractor=False,
+        gradient_checkpointing=False,
+        share_front_end=True,
+        pad_to_30s=False,
+        extra_silence_seconds=0.0,
+    ):
+        self._config_overrides = dict(config_overrides or {})
+        self._source = source
+        super().__init__(source, save_path=save_path, freeze=freeze)
+        # Only the encoder is used: the decoder's weights are let go.
+        self.model = self.model.get_encoder()
+        self.load_feature_extractor(source, save_path)
+        extractor = self.feature_extractor
+        filters = torch.as_tensor(extractor.mel_filters, dtype=torch.float32)
+        if filters.shape[0] != extractor.feature_size:
+            filters = filters.T  # [n_mels, n_fft // 2 + 1]
+        self.register_buffer("mel_filters", filters, persistent=False)
+        self.n_fft, self.hop_length = extractor.n_fft, extractor.hop_length
+        self.window_samples = extractor.n_samples
+        self.freeze_feature_extractor = freeze_feature_extractor
+        if freeze_feature_extractor:
+            for conv in (self.model.conv1, self.model.conv2):
+                conv.requires_grad_(False)
+        if gradient_checkpointing:
+            self.enable_gradient_checkpointing()
+        self.share_front_end = share_front_end
+        self.pad_to_30s = pad_to_30s
+        self.extra_silence = int(
+            extra_silence_seconds * extractor.sampling_rate
+        )
+        # Two convolutions, the second of stride 2: samples per output frame.
+        self.samples_per_frame = self.hop_length * 2
+
+    @property
+    def shares_front_end(self):
+        """True when sharing is on: the convolutions are deterministic, so
+        the two Turbo views share their output.
+        """
+        return self.share_front_end
+
+    def log_mel(self, wav):
+        """Whisper's log-Mel features of a padded batch, per utterance
+        scaled as Whisper's feature extractor does.
+
+        Arguments
+        ---------
+        wav : torch.Tensor
+            ``[B, T]`` 16 kHz waveforms, zero-padded.
+
+        Returns
+        -------
+        torch.Tensor
+            ``[B, n_mels, T // hop_length]`` features.
+        """
+        window = torch.hann_window(self.n_fft, device=wav.device)
+        stft = torch.stft(
+            wav.float(),
+            self.n_fft,
+            self.hop_length,
+            window=window,
+            return_complex=True,
+        )
+        power = stft[..., :-1].abs() ** 2
+        log_spec = torch.clamp(self.mel_filters @ power, min=1e-10).log10()
+        # The floor is 8 (log10 units) below each utterance's own peak.
+        peak = log_spec.amax(dim=(1, 2), keepdim=True)
+        log_spec = torch.maximum(log_spec, peak - 8.0)
+        return (log_spec + 4.0) / 4.0
+
+    def front_end(self, wav, wav_lens=None):
+        """Log-Mel features and the two convolutions (no dropout).
+
+        Arguments
+        ---------
+        wav : torch.Tensor
+            ``[B, T]`` waveforms at 16 kHz.
+        wav_lens : torch.Tensor, optional
+            ``[B]`` relative lengths (unused: Whisper masks no frame).
+
+        Returns
+        -------
+        features : torch.Tensor
+            ``[B, T', D]``, one frame per 20 ms of the batch's length (1500
+            frames with ``pad_to_30s``).
+        frame_mask : torch.Tensor or None
+            None, or where silence was appended (``pad_to_30s``,
+            ``extra_silence_seconds``) ``[B, T']``, True on the frames of
+            the batch's own length (the ones :meth:`encode_front_end`
+            returns). Whisper's layers attend to every frame.
+        """
+        samples = wav.shape[1]
+        # Whole output frames: a multiple of the two convolutions' hop.
+        kept = -(-samples // self.samples_per_frame)
+        if samples > self.window_samples:
+            raise ValueError(
+                f"{self._source}: Whisper's encoder takes at most "
+                f"{self.window_samples / 16000:.0f} s of audio, got a batch "
+                f"of {samples / 16000:.1f} s: set max_audio_seconds to 30 "
+                "or less"
+            )
+        if self.pad_to_30s:
+            target = self.window_samples
+        else:
+            target = samples + self.extra_silence
+            target = (
+                -(-target // self.samples_per_frame) * self.samples_per_frame
+            )
+            target = min(target, self.window_samples)
+        wav = F.pad(wav, (0, target - samples))
+        frozen = self.freeze or self.freeze_feature_extractor
+        with torch.no_grad() if frozen else contextlib.nullcontext():
+            mel = self.log_mel(wav).to(self.model.conv1.weight.dtype)
+            hidden = F.gelu(self.model.conv1(mel))
+            hidden = F.gelu(self.model.conv2(hidden))
+        frame_mask = None
+        if hidden.shape[2] > kept:
+            frame_mask = torch.zeros(
+                hidden.shape[0], hidden.shape[2], dtype=torch.bool
+            )
+            frame_mask[:, :kept] = True
+        return hidden.transpose(1, 2), frame_mask
+
+    def encode_front_end(self, features, frame_mask=None):
+        """Positional embeddings (cut to the frame count), dropout and the
+        encoder layers, as Whisper's encoder after its convolutions.
+
+        Arguments
+        ---------
+        features : torch.Tensor
+            ``[B, T', D]`` from :meth:`front_end` (possibly repeated).
+        frame_mask : torch.Tensor, optional
+            From :meth:`front_end`: the frames to return (None: all).
+
+        Returns
+        -------
+        torch.Tensor
+            ``[B, T', D]`` hidden states: the frames of the batch's own
+            length only.
+        """
+        encoder = self.model
+        frames = features.shape[1]
+        with torch.no_grad() if self.freeze else contextlib.nullcontext():
+            hidden = features + encoder.embed_positions.weight[:frames]
+            hidden = F.dropout(
+                hidden, p=encoder.dropout, training=self.training
+            )
+            for layer in encoder.layers:
+                if self.training and encoder.layerdrop > 0:
+                    if torch.rand([]) < encoder.layerdrop:
+                        continue
+                hidden = layer(hidden, None)
+                # transformers 4.x layers return a tuple.
+                if isinstance(hidden, tuple):
+                    hidden = hidden[0]
+            hidden = encoder.layer_norm(hidden)
+        if frame_mask is not None:
+            hidden = hidden[:, : int(frame_mask[0].sum())]
+        return hidden
+
+    def forward(self, wav, wav_lens=None):
+        """Encoder hidden states of a batch of waveforms.
+
+        Arguments
+        ---------
+        wav : torch.Tensor
+            ``[B, T]`` waveforms at 16 kHz.
+        wav_lens : torch.Tensor, optional
+            ``[B]`` relative lengths.
+
+        Returns
+        -------
+        torch.Tensor
+            ``[B, T', D]`` hidden states, one frame per 20 ms of the batch.
+        """
+        features, frame_mask = self.front_end(wav, wav_lens)
+        return self.encode_front_end(features, frame_mask)

@@ -139,28 +139,26 @@ class ModalityEncoder(torch.nn.Module):
         >>> enc(torch.randn(3, 5, 4), torch.ones(3), num_views=2).shape
         torch.Size([6, 6])
         """
-        if num_views > 1 and getattr(
-            self.encoder, "shares_frozen_features", False
-        ):
-            return self._embed_sharing_frozen_features(
-                inputs, lengths, num_views
-            )
+        if num_views > 1 and getattr(self.encoder, "shares_front_end", False):
+            return self._embed_sharing_front_end(inputs, lengths, num_views)
         features = self.features(inputs, lengths)
         if num_views > 1:
             features = torch.cat([features] * num_views)
             lengths = torch.cat([lengths] * num_views)
         return self.embed(features, lengths)
 
-    def _embed_sharing_frozen_features(self, inputs, lengths, num_views):
-        """The encoder's frozen front part (e.g. wav2vec 2.0's CNN) runs
-        once; the rest runs on the ``num_views`` copies.
+    def _embed_sharing_front_end(self, inputs, lengths, num_views):
+        """The encoder's deterministic front part (e.g. wav2vec 2.0's frozen
+        CNN, Whisper's convolutions) runs once; the rest runs on the
+        ``num_views`` copies. Repeating a trainable front end's output is
+        exact: its gradient is the sum over the copies, as with two runs.
         """
         features = self.features(inputs, lengths)
-        frozen, frame_mask = self.encoder.frozen_features(features, lengths)
-        frozen = torch.cat([frozen] * num_views)
+        shared, frame_mask = self.encoder.front_end(features, lengths)
+        shared = torch.cat([shared] * num_views)
         if frame_mask is not None:
             frame_mask = torch.cat([frame_mask] * num_views)
-        hidden = self.encoder.encode_frozen_features(frozen, frame_mask)
+        hidden = self.encoder.encode_front_end(shared, frame_mask)
         lengths = torch.cat([lengths] * num_views)
         pooled = _call_with_lengths(self.pooling, hidden, lengths)
         return pooled.reshape(pooled.shape[0], -1)

@@ -159,7 +159,7 @@ def test_twin_pass_shares_the_frozen_cnn_and_matches_two_full_passes(
         )
     )
     model.train()  # no dropout: both views must equal the one-view output
-    assert model.encoder.shares_frozen_features
+    assert model.encoder.shares_front_end
     wav = torch.randn(3, 9000, generator=torch.Generator().manual_seed(0))
     lengths = torch.tensor([1.0, 0.7, 0.45])
     cnn_calls = []
@@ -176,7 +176,7 @@ def test_twin_pass_shares_the_frozen_cnn_and_matches_two_full_passes(
     assert any(p.grad is not None for p in layer.parameters())
     # Sharing off (what the benchmark compares against): the CNN runs on
     # both copies, with the same result.
-    model.encoder.share_frozen_features = False
+    model.encoder.share_front_end = False
     cnn_calls.clear()
     with torch.no_grad():
         unshared = model(wav, lengths, num_views=2)
