@@ -439,6 +439,11 @@ class HFWhisperEncoder(ConfigOverridesMixin, HFTransformersInterface):
         returned): the clip's last frames then see some of the silence that
         follows every clip in Whisper's training. More agreement with the
         30-s encoding, more compute.
+    num_layers : int, optional
+        Keep only the first ``num_layers`` layers (the rest are dropped, as
+        SpeechBrain's ``TextEncoder`` does): the output is then that
+        layer's, without the final layer norm, which belongs to the last
+        layer. Middle layers often carry more paralinguistic information.
 
     Example
     -------
@@ -461,12 +466,24 @@ class HFWhisperEncoder(ConfigOverridesMixin, HFTransformersInterface):
         share_front_end=True,
         pad_to_30s=False,
         extra_silence_seconds=0.0,
+        num_layers=None,
     ):
         self._config_overrides = dict(config_overrides or {})
         self._source = source
         super().__init__(source, save_path=save_path, freeze=freeze)
         # Only the encoder is used: the decoder's weights are let go.
         self.model = self.model.get_encoder()
+        layers = len(self.model.layers)
+        if num_layers is not None and not 1 <= num_layers <= layers:
+            raise ValueError(
+                f"{source}: num_layers must be 1 to {layers} (its encoder "
+                f"layers), got {num_layers}"
+            )
+        self.truncated = num_layers is not None and num_layers < layers
+        if self.truncated:
+            del self.model.layers[num_layers:]
+            # The final norm belongs to the last layer's output.
+            self.model.layer_norm.requires_grad_(False)
         self.load_feature_extractor(source, save_path)
         extractor = self.feature_extractor
         filters = torch.as_tensor(extractor.mel_filters, dtype=torch.float32)
@@ -610,7 +627,8 @@ class HFWhisperEncoder(ConfigOverridesMixin, HFTransformersInterface):
                 # transformers 4.x layers return a tuple.
                 if isinstance(hidden, tuple):
                     hidden = hidden[0]
-            hidden = encoder.layer_norm(hidden)
+            if not self.truncated:
+                hidden = encoder.layer_norm(hidden)
         if frame_mask is not None:
             hidden = hidden[:, : int(frame_mask[0].sum())]
         return hidden

@@ -236,7 +236,8 @@ def save_random_whisper_model(folder, seed=0):
     config = transformers.WhisperConfig(
         vocab_size=len(tokenizer),
         num_mel_bins=80,
-        encoder_layers=1,
+        # Two encoder layers, so that keeping the first one is a real cut.
+        encoder_layers=2,
         decoder_layers=1,
         encoder_attention_heads=2,
         decoder_attention_heads=2,

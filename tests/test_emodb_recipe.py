@@ -176,3 +176,64 @@ def test_recipe_trains_on_ten_sentences_with_the_default_vocabulary(
     assert 0.0 <= metrics["UA"] <= 1.0
     assert len(read_rows(output / "test_predictions.csv")) == 14
     assert (output / "test_metrics_without_text.json").exists()
+
+
+@pytest.mark.slow
+def test_pretrained_whisper_recipe_trains_exports_and_classifies(
+    emodb_tree, tmp_path
+):
+    """hparams/pretrained.yaml with a tiny random Whisper and BERT given as
+    folders: Turbo trains (two different views), the model exports with
+    the encoders' files, and classifies as the recipe's test did."""
+    from speechbrain_turbo.export import export_model
+    from speechbrain_turbo.inference import TurboClassifier
+    from speechbrain_turbo.random_hf_models import (
+        save_random_text_model,
+        save_random_whisper_model,
+    )
+
+    whisper = save_random_whisper_model(str(tmp_path / "whisper"))
+    bert = save_random_text_model(
+        str(tmp_path / "bert"), list(SENTENCES.values()), "bert"
+    )
+    output = tmp_path / "run"
+    result = run_python(
+        RECIPE,
+        "train.py",
+        "hparams/pretrained.yaml",
+        f"--data_folder={emodb_tree}",
+        f"--output_folder={output}",
+        f"--audio_hub={whisper}",
+        f"--text_hub={bert}",
+        f"--pretrained_folder={tmp_path / 'pretrained'}",
+        "--audio_num_layers=1",
+        "--number_of_epochs=1",
+        "--batch_size=8",
+        "--fusion_dim=16",
+        "--projection_dim=8",
+    )
+    log = result.stdout + result.stderr
+    assert result.returncode == 0, log[-4000:]
+    assert "Turbo views of modality" not in log  # the views differ
+    history = [
+        json.loads(line)
+        for line in (output / "history.jsonl").read_text().splitlines()
+    ]
+    assert history[0]["train"]["in_modal"] > 0
+    metrics = json.loads((output / "test_metrics.json").read_text())
+    assert 0.0 <= metrics["UA"] <= 1.0
+
+    model = tmp_path / "model"
+    export_model(str(output), str(model))
+    hparams = (model / "hyperparams.yaml").read_text()
+    assert "HFWhisperEncoder" in hparams and whisper not in hparams
+    assert (model / "audio_model" / "preprocessor_config.json").exists()
+    classifier = TurboClassifier.from_hparams(str(model))
+    recipe = {
+        row["ID"]: row["predicted"]
+        for row in read_rows(output / "test_predictions.csv")
+    }
+    test = json.loads((output / "test_screened.json").read_text())
+    for item_id, entry in test.items():
+        labels = classifier.classify_file(entry["wav"], text=entry["text"])[3]
+        assert labels[0] == recipe[item_id], item_id

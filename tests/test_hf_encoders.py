@@ -257,3 +257,152 @@ def test_text_encoder_builds_no_graph_under_no_grad(sources, tmp_path, freeze):
         assert encoder(ids, torch.ones(1)).grad_fn is None
     # Training a fine-tuned encoder still builds its graph.
     assert (encoder(ids, torch.ones(1)).grad_fn is None) == freeze
+
+
+@pytest.fixture(scope="module")
+def whisper_source(tmp_path_factory):
+    from speechbrain_turbo.random_hf_models import save_random_whisper_model
+
+    return save_random_whisper_model(str(tmp_path_factory.mktemp("whisper")))
+
+
+def test_whisper_30s_mode_is_huggingface_whisper(whisper_source, tmp_path):
+    """The 30-s mode reproduces HuggingFace's feature extractor + encoder,
+    so the own-length mode differs from Whisper only by the window."""
+    import transformers
+
+    from speechbrain_turbo.hf_encoders import HFWhisperEncoder
+
+    encoder = HFWhisperEncoder(whisper_source, str(tmp_path), pad_to_30s=True)
+    wavs = torch.randn(2, 16000) * torch.tensor([[0.1], [0.5]])
+    wavs[1, 9600:] = 0.0
+    ours = encoder.eval()(wavs)
+    extractor = transformers.WhisperFeatureExtractor.from_pretrained(
+        whisper_source
+    )
+    features = extractor(
+        [wavs[0].numpy(), wavs[1, :9600].numpy()],
+        sampling_rate=16000,
+        return_tensors="pt",
+    ).input_features
+    reference = transformers.WhisperModel.from_pretrained(whisper_source)
+    with torch.no_grad():
+        hidden = reference.encoder.eval()(features).last_hidden_state
+    assert ours.shape == (2, 50, 16)
+    torch.testing.assert_close(ours, hidden[:, :50], atol=2e-4, rtol=1e-3)
+
+
+def test_whisper_own_length_agrees_with_the_30s_encoding(
+    whisper_source, tmp_path
+):
+    from speechbrain_turbo.hf_encoders import HFWhisperEncoder
+
+    own = HFWhisperEncoder(whisper_source, str(tmp_path)).eval()
+    full = HFWhisperEncoder(whisper_source, str(tmp_path), pad_to_30s=True)
+    generator = torch.Generator().manual_seed(0)
+    wavs = 0.3 * torch.randn(4, 32000, generator=generator)
+    with torch.no_grad():
+        short, long = own(wavs), full.eval()(wavs)
+    assert short.shape == long.shape == (4, 100, 16)
+    # Every frame but the last few sees nearly the same context.
+    pooled = torch.nn.functional.cosine_similarity(
+        short.mean(1), long.mean(1), dim=-1
+    )
+    assert pooled.min() > 0.95, pooled
+    # Silence appended before encoding brings the two closer still.
+    padded = HFWhisperEncoder(
+        whisper_source, str(tmp_path), extra_silence_seconds=4.0
+    ).eval()
+    with torch.no_grad():
+        closer = padded(wavs)
+    assert closer.shape == short.shape
+    assert (closer - long).abs().mean() < (short - long).abs().mean()
+
+
+def test_whisper_views_differ_by_dropout_and_share_the_front_end(
+    whisper_source, tmp_path
+):
+    from speechbrain_turbo.hf_encoders import HFWhisperEncoder
+    from speechbrain_turbo.models import ModalityEncoder
+
+    def branch(dropout, share):
+        torch.manual_seed(0)
+        return ModalityEncoder(
+            HFWhisperEncoder(
+                whisper_source,
+                str(tmp_path),
+                config_overrides={
+                    "dropout": dropout,
+                    "attention_dropout": dropout,
+                    "activation_dropout": dropout,
+                },
+                share_front_end=share,
+            )
+        ).train()
+
+    wavs, lengths = torch.randn(3, 8000), torch.tensor([1.0, 0.7, 0.4])
+    views = branch(0.2, True)(wavs, lengths, num_views=2)
+    first, second = views.chunk(2)
+    assert first.shape == (3, 16)
+    assert not torch.allclose(first, second)
+    whisper = branch(0.2, True).encoder.model
+    assert whisper.dropout == whisper.layers[0].activation_dropout == 0.2
+    assert whisper.layers[0].self_attn.dropout == 0.2
+
+    # Without dropout the shared front end gives what two full passes give,
+    # gradients of the (trainable) convolutions included.
+    outputs, grads = [], []
+    for share in (True, False):
+        model = branch(0.0, share)
+        assert model.encoder.shares_front_end == share
+        out = model(wavs, lengths, num_views=2)
+        out.pow(2).sum().backward()
+        grads.append(model.encoder.model.conv1.weight.grad.clone())
+        assert torch.equal(*out.chunk(2))
+        outputs.append(out.detach())
+    torch.testing.assert_close(outputs[0], outputs[1])
+    torch.testing.assert_close(grads[0], grads[1])
+
+
+def test_whisper_frozen_front_end_and_too_long_input(whisper_source, tmp_path):
+    from speechbrain_turbo.hf_encoders import HFWhisperEncoder
+
+    encoder = HFWhisperEncoder(
+        whisper_source, str(tmp_path), freeze_feature_extractor=True
+    )
+    # Only the encoder is kept.
+    assert not any("decoder" in name for name, _ in encoder.named_parameters())
+    encoder(torch.randn(1, 4000)).sum().backward()
+    assert encoder.model.conv1.weight.grad is None
+    assert encoder.model.layers[0].fc1.weight.grad is not None
+    with pytest.raises(ValueError, match="at most 30 s"):
+        encoder(torch.zeros(1, 16000 * 31))
+
+
+def test_whisper_first_layers_give_that_layers_hidden_states(
+    whisper_source, tmp_path
+):
+    """num_layers keeps the first layers: the output is HuggingFace's hidden
+    state after that layer (no final norm), and the norm is not trained."""
+    import transformers
+
+    from speechbrain_turbo.hf_encoders import HFWhisperEncoder
+
+    encoder = HFWhisperEncoder(
+        whisper_source, str(tmp_path), pad_to_30s=True, num_layers=1
+    ).eval()
+    assert len(encoder.model.layers) == 1
+    assert not encoder.model.layer_norm.weight.requires_grad
+    wavs = 0.3 * torch.randn(2, 16000)
+    features = transformers.WhisperFeatureExtractor.from_pretrained(
+        whisper_source
+    )(list(wavs.numpy()), sampling_rate=16000, return_tensors="pt")
+    reference = transformers.WhisperModel.from_pretrained(whisper_source)
+    with torch.no_grad():
+        hidden = reference.encoder.eval()(
+            features.input_features, output_hidden_states=True
+        ).hidden_states[1]
+        ours = encoder(wavs)
+    torch.testing.assert_close(ours, hidden[:, :50], atol=2e-4, rtol=1e-3)
+    with pytest.raises(ValueError, match="num_layers must be 1 to 2"):
+        HFWhisperEncoder(whisper_source, str(tmp_path), num_layers=3)
