@@ -10,8 +10,9 @@ folds of ``recipes/EmoDB/turbo`` (test: the fold, validation: the next,
 training: the other three), a logistic regression on standardised features
 is fitted on the training speakers; the layer and the regularisation are
 chosen on validation UA only, then the test fold is scored once. Also
-written: the time of each encoding and the cosine agreement between the
-two encodings.
+written: the time of each encoding, the cosine agreement between the two
+encodings, and how far each of Whisper's dropouts (off in its training, on
+in fine-tuning) moves the pooled features.
 
     > python bench/whisper_probe.py --data_folder /path/to/EmoDB \
         --whisper ~/.cache/speechbrain_turbo/pretrained/whisper-tiny.en \
@@ -152,6 +153,44 @@ def probe_fold(features, labels, folds, test_fold):
     }
 
 
+def dropout_shift(whisper, wavs, rate=0.1):
+    """How far each kind of dropout moves the mean-pooled features.
+
+    For each of Whisper's dropouts alone at ``rate``, every utterance is
+    encoded with the dropout on (training mode) and off; per layer, the
+    shift of each feature's mean over utterances is divided by that
+    feature's spread over utterances (dropout off), then averaged over
+    the features. A head trained on features with dropout meets features
+    that far away at evaluation.
+
+    Arguments
+    ---------
+    whisper : str
+        Whisper folder.
+    wavs : list of torch.Tensor
+        16 kHz waveforms.
+    rate : float
+        The dropout probability.
+
+    Returns
+    -------
+    dict
+        Dropout kind -> per-layer mean shift, in standard deviations.
+    """
+    shifts = {}
+    for kind in ("dropout", "activation_dropout", "attention_dropout"):
+        encoder = HFWhisperEncoder(
+            whisper, tempfile.mkdtemp(), config_overrides={kind: rate}
+        )
+        off, _ = pooled_layer_features(encoder.eval(), wavs)
+        torch.manual_seed(0)
+        on, _ = pooled_layer_features(encoder.train(), wavs)
+        shift = np.abs(on.mean(1) - off.mean(1)) / off.std(1)
+        shifts[kind] = shift.mean(-1).tolist()
+        print(f"{kind} {rate}: shift per layer {np.round(shift.mean(-1), 2)}")
+    return shifts
+
+
 def main(argv=None):
     """Command line: see the module docstring."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -192,6 +231,7 @@ def main(argv=None):
     a, b = (torch.from_numpy(features[m]) for m in ("own_length", "30s"))
     cosine = torch.nn.functional.cosine_similarity(a, b, dim=-1)
     report["pooled_cosine_per_layer"] = cosine.mean(dim=1).tolist()
+    report["dropout_shift_std"] = dropout_shift(args.whisper, wavs)
 
     for mode in ("own_length", "30s"):
         runs = [

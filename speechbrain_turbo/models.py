@@ -351,7 +351,8 @@ class ProjectionHead(torch.nn.Module):
 
 
 class ConcatFusion(torch.nn.Module):
-    """Concatenates the modalities' embeddings and mixes them with an MLP.
+    """Concatenates the modalities' embeddings and mixes them with an MLP,
+    or, without interactions, sums one MLP per modality.
 
     Arguments
     ---------
@@ -371,6 +372,15 @@ class ConcatFusion(torch.nn.Module):
         replaced the same way, so a model trained with modality dropout
         still classifies from the modalities it has. Without modality
         dropout the "absent" embeddings are zero vectors, never trained.
+    interactions : bool
+        True: one MLP over the concatenated embeddings, so one modality
+        can change what another's features mean. False: each modality has
+        its own MLP and their outputs are summed, so that a linear
+        classifier's logits are a sum of per-modality terms (late
+        fusion): a modality that carries nothing about the label (e.g.
+        the same sentences read in every emotion) can only shift the
+        class prior, not combine with the other's features into
+        training-set lookups.
 
     Example
     -------
@@ -378,6 +388,11 @@ class ConcatFusion(torch.nn.Module):
     >>> fusion({"audio": torch.randn(2, 16), "text": torch.randn(2, 8)}).shape
     torch.Size([2, 12])
     >>> fusion({"audio": torch.randn(2, 16)}).shape  # no text
+    torch.Size([2, 12])
+    >>> late = ConcatFusion(
+    ...     {"audio": 16, "text": 8}, ["audio", "text"], 12, interactions=False
+    ... )
+    >>> late({"audio": torch.randn(2, 16), "text": torch.randn(2, 8)}).shape
     torch.Size([2, 12])
     """
 
@@ -388,6 +403,7 @@ class ConcatFusion(torch.nn.Module):
         hidden_size,
         dropout=0.1,
         modality_dropout=0.0,
+        interactions=True,
     ):
         super().__init__()
         if not 0.0 <= modality_dropout < 1.0:
@@ -414,11 +430,21 @@ class ConcatFusion(torch.nn.Module):
                 for m, size in self.input_sizes.items()
             }
         )
-        self.mlp = torch.nn.Sequential(
-            torch.nn.Linear(sum(self.input_sizes.values()), hidden_size),
-            torch.nn.GELU(),
-            torch.nn.Dropout(dropout),
-        )
+
+        def mlp(input_size):
+            return torch.nn.Sequential(
+                torch.nn.Linear(input_size, hidden_size),
+                torch.nn.GELU(),
+                torch.nn.Dropout(dropout),
+            )
+
+        self.interactions = interactions
+        if interactions:
+            self.mlp = mlp(sum(self.input_sizes.values()))
+        else:
+            self.mlp = torch.nn.ModuleDict(
+                {m: mlp(size) for m, size in self.input_sizes.items()}
+            )
 
     def forward(self, embeddings):
         """Fuses ``{modality: [B, D_m]}`` into ``[B, hidden_size]``.
@@ -457,7 +483,9 @@ class ConcatFusion(torch.nn.Module):
             parts.append(present[m] if m in present else absent)
         if self.training and self.modality_dropout > 0 and len(used) > 1:
             parts = self._drop_modalities(parts)
-        return self.mlp(torch.cat(parts, -1))
+        if self.interactions:
+            return self.mlp(torch.cat(parts, -1))
+        return sum(self.mlp[m](part) for m, part in zip(self.modalities, parts))
 
     def _drop_modalities(self, parts):
         """Replaces one random modality of some rows by its absent vector."""

@@ -15,6 +15,7 @@ from speechbrain.dataio import audio_io
 from speechbrain_turbo.random_hf_models import (
     save_random_speech_model,
     save_random_text_model,
+    save_random_whisper_model,
 )
 
 # Runs whole recipes or several processes: deselect with -m "not slow".
@@ -185,14 +186,23 @@ def test_duration_sized_batches_under_torchrun_score_each_utterance_once(
     )
 
 
-def test_pretrained_encoders_train_and_test_from_csv(data, tmp_path):
+@pytest.mark.parametrize("hparams_file", ["pretrained", "whisper"])
+def test_pretrained_encoders_train_and_test_from_csv(
+    data, tmp_path, hparams_file
+):
     folder, manifests = data
     texts = [s for _, sentences in CLASSES.values() for s in sentences]
-    audio = save_random_speech_model(str(tmp_path / "w2v"), "wav2vec2")
+    if hparams_file == "whisper":
+        audio = save_random_whisper_model(str(tmp_path / "whisper"))
+        # Of its two layers: the cut is exercised.
+        extra = ["--audio_num_layers=1"]
+    else:
+        audio = save_random_speech_model(str(tmp_path / "w2v"), "wav2vec2")
+        extra = []
     text = save_random_text_model(str(tmp_path / "bert"), texts, "bert")
     output = tmp_path / "pretrained"
     result = run_recipe(
-        "hparams/pretrained.yaml",
+        f"hparams/{hparams_file}.yaml",
         folder,
         output,
         manifests,
@@ -200,8 +210,11 @@ def test_pretrained_encoders_train_and_test_from_csv(data, tmp_path):
         f"--text_hub={text}",
         f"--pretrained_folder={tmp_path / 'cache'}",
         *TINY_PRETRAINED,
+        *extra,
     )
-    assert result.returncode == 0, (result.stdout + result.stderr)[-4000:]
+    log = result.stdout + result.stderr
+    assert result.returncode == 0, log[-4000:]
+    assert "Turbo views of modality" not in log  # the views differ
     check_finished_run(output)
 
 

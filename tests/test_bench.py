@@ -73,3 +73,27 @@ def test_report_names_the_machine_and_the_allocator(bench_results):
     assert meta["command"].startswith("python bench/step_cost.py")
     assert "threads" in meta["machine"]
     assert meta["allocator"].startswith(("GLIBC_TUNABLES", "default"))
+
+
+def test_whisper_step_bench_times_both_encodings(tmp_path):
+    """bench/whisper_step.py on a tiny random Whisper: both encodings are
+    timed and their pooled outputs compared (the views' difference is
+    asserted inside the bench)."""
+    from speechbrain_turbo.random_hf_models import save_random_whisper_model
+
+    whisper = save_random_whisper_model(str(tmp_path / "whisper"))
+    result = run_python(
+        REPO,
+        "bench/whisper_step.py",
+        f"--whisper={whisper}",
+        f"--output={tmp_path / 'out'}",
+        "--num_layers=1",
+        "--batch_size=2",
+        "--seconds=0.5",
+        "--steps=1",
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads((tmp_path / "out" / "whisper_step.json").read_text())
+    assert set(report["median_step_seconds"]) == {"own_length", "30s"}
+    assert len(report["step_seconds"]["30s"]) == 1
+    assert -1.0 <= report["pooled_cosine_min"] <= 1.0

@@ -1,9 +1,10 @@
-"""ModalityEncoder with SpeechBrain's ECAPA-TDNN and feature augmentation."""
+"""ModalityEncoder with SpeechBrain's ECAPA-TDNN and feature augmentation;
+the fusion with and without cross-modal interactions."""
 
 import torch
 from speechbrain.lobes.models.ECAPA_TDNN import ECAPA_TDNN
 
-from speechbrain_turbo.models import ModalityEncoder
+from speechbrain_turbo.models import ConcatFusion, ModalityEncoder
 
 
 class RecordingMask(torch.nn.Module):
@@ -58,3 +59,36 @@ def test_feature_augment_runs_once_per_batch_and_only_in_training():
         clean = encoder(x, lengths)
         assert mask.rows == [3]
         torch.testing.assert_close(clean, encoder(x, lengths))
+
+
+def test_fusion_without_interactions_adds_per_modality_logits():
+    """Without interactions, changing the text shifts every audio input's
+    logits by the same amount (late fusion); with them it does not. Both
+    kinds learn the "absent" embeddings under modality dropout."""
+    torch.manual_seed(0)
+    classifier = torch.nn.Linear(12, 4)
+    audio = torch.randn(2, 16)
+    texts = torch.randn(2, 8)
+
+    def text_effect(fusion, row):
+        """How the logits of one audio row move from text 0 to text 1."""
+        logits = [
+            classifier(fusion({"audio": audio[row : row + 1], "text": t}))
+            for t in (texts[:1], texts[1:])
+        ]
+        return logits[1] - logits[0]
+
+    for interactions in (False, True):
+        fusion = ConcatFusion(
+            {"audio": 16, "text": 8},
+            ["audio", "text"],
+            12,
+            modality_dropout=0.3,
+            interactions=interactions,
+        )
+        effects = [text_effect(fusion.eval(), row) for row in (0, 1)]
+        assert torch.allclose(*effects, atol=1e-6) != interactions
+        fusion.train()
+        rows = {"audio": audio.repeat(50, 1), "text": texts.repeat(50, 1)}
+        fusion(rows).sum().backward()
+        assert fusion.absent["text"].grad.abs().sum() > 0
