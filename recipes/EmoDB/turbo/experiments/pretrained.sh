@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Pretrained encoders on EmoDB (hparams/pretrained.yaml: Whisper tiny.en's
 # encoder and all-MiniLM-L6-v2, fine-tuned): audio alone, the cross-entropy
-# baseline and Turbo, on fold 4 with seeds 1, 2, 3 and on every fold with
+# baseline, Turbo, and Turbo with late fusion, on fold 4 with seeds 1, 2, 3 and on every fold with
 # seed 1 (fold 4's seed-1 run serves both), one CPU thread per run; then
 # results/emodb_pretrained/{fold4,five_folds}/summary.md.
 # Run from recipes/EmoDB/turbo, after python bench/pretrained_folders.py:
@@ -34,6 +34,7 @@ sweep() {
 sweep audio_only --modalities=[audio] --turbo_weight=0 --twin_pass=False
 sweep baseline --turbo_weight=0 --twin_pass=False
 sweep turbo
+sweep turbo_late --fusion_interactions=False
 for table in fold4 five_folds; do
     python -m speechbrain_turbo.cross_validate "$root/$table" \
         --paired_with baseline
