@@ -190,7 +190,9 @@ class TurboBrain(SpeechBrainWorkarounds, StageReports, sb.Brain):
         as ONE forward over ``[batch; batch]`` (2B rows), so dropout draws
         independent masks for the two copies; the outputs split into two
         views of every modality's embedding and two class predictions.
-        ``twin_pass: sequential`` runs two B-row forwards instead.
+        ``twin_pass: sequential`` runs two B-row forwards instead. Either
+        way the augmentations run once, before the views are drawn
+        (:meth:`ModalityEncoder.forward`, which calls :func:`twin_pass`).
 
         Arguments
         ---------
@@ -209,13 +211,7 @@ class TurboBrain(SpeechBrainWorkarounds, StageReports, sb.Brain):
         batch = batch.to(self.device)
         inputs = self._inputs(batch, stage)
         twin = stage == sb.Stage.TRAIN and bool(self.hparams.twin_pass)
-        if twin and self.hparams.twin_pass == "sequential":
-            passes = [self._embed(inputs, 1), self._embed(inputs, 1)]
-            embeddings = {
-                m: torch.cat([p[m] for p in passes]) for m in self.modalities
-            }
-        else:
-            embeddings = self._embed(inputs, 2 if twin else 1)
+        embeddings = self._embed(inputs, twin)
 
         fused = self.modules.fusion(embeddings)
         logits = self.modules.classifier(fused)
@@ -259,10 +255,15 @@ class TurboBrain(SpeechBrainWorkarounds, StageReports, sb.Brain):
             inputs["audio"] = (augmented, lengths)
         return inputs
 
-    def _embed(self, inputs, num_views):
-        """Pooled ``[num_views * B, D]`` embedding of each modality."""
+    def _embed(self, inputs, twin):
+        """Pooled embedding of each modality: ``[2B, D]`` (two dropout views,
+        view-major) for the twin pass, else ``[B, D]``.
+        """
+        sequential = self.hparams.twin_pass == "sequential"
         return {
-            m: self.modules[f"{m}_encoder"](*data, num_views=num_views)
+            m: self.modules[f"{m}_encoder"](
+                *data, num_views=2 if twin else 1, sequential=sequential
+            )
             for m, data in inputs.items()
         }
 

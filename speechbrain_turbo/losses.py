@@ -5,11 +5,21 @@ by two forward passes that differ only in their dropout masks. With every view
 L2-normalised and ``s(x, y) = x . y / temperature``::
 
     l(x -> y)   = mean_i -log( exp s(x_i, y_i) / sum_j exp s(x_i, y_j) )
-    sym(x, y)   = (l(x -> y) + l(y -> x)) / 2
-    in_modal    = mean over modalities m of sym(m1, m2)
-    cross_modal = mean over modality pairs (m, n), m != n, and the four view
-                  pairs (m1, n1), (m1, n2), (m2, n1), (m2, n2) of sym
+    t(x, y)     = (l(x -> y) + l(y -> x)) / 2     (symmetric)
+                = l(x -> y)                       (one-directional)
+    in-modal terms:    t(m1, m2) for every modality m
+    cross-modal terms: t(m1, n1), t(m1, n2), t(m2, n1), t(m2, n2) for every
+                       pair of modalities (m, n), m before n
+    in_modal, cross_modal = the mean (``reduction="mean"``) or the sum
+                            (``reduction="sum"``) of their terms
     loss        = in_modal_weight * in_modal + cross_modal_weight * cross_modal
+
+With audio and text, ``reduction="sum"`` and unit weights, ``loss`` is the
+six-term sum of the Turbo paper (arXiv 2409.09282):
+``l_in(a1, a2) + l_in(t1, t2) + l_x(a1, t1) + l_x(a1, t2) + l_x(a2, t1)
++ l_x(a2, t2)``. ``symmetric="cross_modal"`` makes the in-modal terms
+one-directional as in SimCSE and the cross-modal ones two-directional as in
+CLIP.
 
 Negatives ``j`` can be left out of a row's denominator: those sharing row
 ``i``'s label (``label_aware``) and those sharing its group (``groups``, e.g.
@@ -63,6 +73,15 @@ class TurboLoss(torch.nn.Module):
         clamped at 100 after each optimizer step
         (:meth:`clamp_inverse_temperature_`, which ``TurboBrain`` calls), not
         in the forward pass, where the clamp would zero its gradient for good.
+    reduction : str
+        ``"mean"``: ``in_modal`` and ``cross_modal`` are the means of their
+        terms (1 in-modal term per modality, 4 cross-modal terms per pair of
+        modalities); ``"sum"``: their sums, as in the paper.
+    symmetric : bool or str
+        True: every term averages both directions (``l(x -> y)`` and
+        ``l(y -> x)``); False: one direction (first view or first modality
+        as the anchor); ``"cross_modal"``: in-modal terms one-directional,
+        cross-modal terms symmetric.
     gather_across_ranks : bool or None
         Use every process's rows as negatives under ``torch.distributed``.
         None (default): whenever a process group of several processes is
@@ -77,9 +96,18 @@ class TurboLoss(torch.nn.Module):
     ['cross_modal', 'in_modal', 'inverse_temperature', 'loss']
     >>> out["loss"].shape
     torch.Size([])
+
+    The paper's objective: the sum of its six terms.
+
+    >>> paper = TurboLoss(reduction="sum", symmetric="cross_modal")
+    >>> out = paper({"audio": (a1, a2), "text": (t1, t2)})
+    >>> torch.allclose(out["loss"], out["in_modal"] + out["cross_modal"])
+    True
     """
 
     MAX_INVERSE_TEMPERATURE = 100.0
+    REDUCTIONS = ("mean", "sum")
+    SYMMETRIC = (True, False, "cross_modal")
 
     def __init__(
         self,
@@ -90,8 +118,22 @@ class TurboLoss(torch.nn.Module):
         learn_temperature=False,
         gather_across_ranks=None,
         label_positives=False,
+        reduction="mean",
+        symmetric=True,
     ):
         super().__init__()
+        if reduction not in self.REDUCTIONS:
+            raise ValueError(
+                "TurboLoss reduction must be 'mean' or 'sum', "
+                f"got {reduction!r}"
+            )
+        if symmetric not in self.SYMMETRIC:
+            raise ValueError(
+                "TurboLoss symmetric must be True, False or 'cross_modal', "
+                f"got {symmetric!r}"
+            )
+        self.reduction = reduction
+        self.symmetric = symmetric
         self.gather_across_ranks = gather_across_ranks
         if temperature <= 0:
             raise ValueError(f"temperature must be > 0, got {temperature}")
@@ -232,23 +274,24 @@ class TurboLoss(torch.nn.Module):
                 log_p = logits.log_softmax(dim=-1).masked_fill(~positives, 0)
                 return -(log_p.sum(dim=-1) / positives.sum(dim=-1)).mean()
 
-            def sym(m, i, n, j):
-                """sym(view i of modality m, view j of modality n)."""
-                return (
-                    direction(unit[m][i], columns[n][j])
-                    + direction(unit[n][j], columns[m][i])
-                ) / 2
+            def term(m, i, n, j, both_ways):
+                """t(view i of modality m, view j of modality n)."""
+                forward = direction(unit[m][i], columns[n][j])
+                if not both_ways:
+                    return forward
+                return (forward + direction(unit[n][j], columns[m][i])) / 2
 
-            in_modal = torch.stack([sym(m, 0, m, 1) for m in unit])
+            reduce = torch.mean if self.reduction == "mean" else torch.sum
+            in_terms = [term(m, 0, m, 1, self.symmetric is True) for m in unit]
             cross_terms = [
-                sym(m, i, n, j)
+                term(m, i, n, j, bool(self.symmetric))
                 for m, n in itertools.combinations(unit, 2)
                 for i in (0, 1)
                 for j in (0, 1)
             ]
-            in_modal = share * in_modal.mean()
+            in_modal = share * reduce(torch.stack(in_terms))
             if cross_terms:
-                cross_modal = share * torch.stack(cross_terms).mean()
+                cross_modal = share * reduce(torch.stack(cross_terms))
             else:
                 cross_modal = in_modal.new_zeros(())
         loss = (
@@ -284,7 +327,7 @@ class TurboLoss(torch.nn.Module):
         Row ``i`` is global row ``offset + i``; entry ``(i, j)`` is True when
         column ``j`` (not row ``i`` itself) shares its label (``labels`` is
         None unless label-aware) or group. The relation is symmetric, so the
-        same mask serves both directions of ``sym``.
+        same mask serves both directions of a term.
         """
         keys = [key for key in (labels, groups) if key is not None]
         if not keys:

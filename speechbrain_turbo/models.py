@@ -14,6 +14,8 @@ import torch
 from speechbrain.dataio.dataio import length_to_mask
 from speechbrain.utils.callchains import lengths_arg_name
 
+from speechbrain_turbo.twin_pass import twin_pass
+
 
 class ModalityEncoder(torch.nn.Module):
     """Front end -> encoder -> pooling, for one modality.
@@ -110,13 +112,15 @@ class ModalityEncoder(torch.nn.Module):
         pooled = _call_with_lengths(self.pooling, hidden, lengths)
         return pooled.reshape(pooled.shape[0], -1)
 
-    def forward(self, inputs, lengths, num_views=1):
-        """Embeds a batch, ``num_views`` times with fresh dropout masks.
+    def forward(self, inputs, lengths, num_views=1, sequential=False):
+        """Embeds a batch once, or twice with fresh dropout masks.
 
-        The front end runs once; its output is repeated ``num_views`` times
-        along the batch axis and the rest runs as ONE forward over the
-        ``num_views * B`` rows, so dropout draws independent masks per copy.
-        Keeping this inside ``forward`` keeps it safe under DDP.
+        The front end (and ``augment``, in training) runs once; for two
+        views its output goes through :func:`twin_pass`: by default ONE
+        forward over the doubled batch, so dropout draws independent masks
+        per copy; with ``sequential``, two forwards over the same features.
+        Either way the two views differ by dropout only. Keeping this inside
+        ``forward`` keeps it safe under DDP.
 
         Arguments
         ---------
@@ -125,7 +129,10 @@ class ModalityEncoder(torch.nn.Module):
         lengths : torch.Tensor
             Relative lengths in [0, 1].
         num_views : int
-            Number of stacked views: 2 for the Turbo twin pass, else 1.
+            2 for the Turbo twin pass, else 1.
+        sequential : bool
+            With two views: two B-row forwards instead of one 2B-row forward
+            (less working memory per forward).
 
         Returns
         -------
@@ -139,27 +146,33 @@ class ModalityEncoder(torch.nn.Module):
         >>> enc(torch.randn(3, 5, 4), torch.ones(3), num_views=2).shape
         torch.Size([6, 6])
         """
-        if num_views > 1 and getattr(self.encoder, "shares_front_end", False):
-            return self._embed_sharing_front_end(inputs, lengths, num_views)
+        if num_views not in (1, 2):
+            raise ValueError(f"num_views must be 1 or 2, got {num_views}")
         features = self.features(inputs, lengths)
-        if num_views > 1:
-            features = torch.cat([features] * num_views)
-            lengths = torch.cat([lengths] * num_views)
-        return self.embed(features, lengths)
+        if num_views == 1:
+            return self.embed(features, lengths)
+        if getattr(self.encoder, "shares_front_end", False):
+            # The encoder's deterministic front part (e.g. wav2vec 2.0's
+            # frozen CNN, Whisper's convolutions) runs once too. Sharing a
+            # trainable front end's output is exact: its gradient is the
+            # sum over the views, as with two runs.
+            shared, frame_mask = self.encoder.front_end(features, lengths)
+            views = twin_pass(
+                self._embed_front_end,
+                shared,
+                frame_mask,
+                lengths,
+                sequential=sequential,
+            )
+        else:
+            views = twin_pass(
+                self.embed, features, lengths, sequential=sequential
+            )
+        return torch.cat(views)
 
-    def _embed_sharing_front_end(self, inputs, lengths, num_views):
-        """The encoder's deterministic front part (e.g. wav2vec 2.0's frozen
-        CNN, Whisper's convolutions) runs once; the rest runs on the
-        ``num_views`` copies. Repeating a trainable front end's output is
-        exact: its gradient is the sum over the copies, as with two runs.
-        """
-        features = self.features(inputs, lengths)
-        shared, frame_mask = self.encoder.front_end(features, lengths)
-        shared = torch.cat([shared] * num_views)
-        if frame_mask is not None:
-            frame_mask = torch.cat([frame_mask] * num_views)
+    def _embed_front_end(self, shared, frame_mask, lengths):
+        """Encodes and pools the output of the encoder's ``front_end``."""
         hidden = self.encoder.encode_front_end(shared, frame_mask)
-        lengths = torch.cat([lengths] * num_views)
         pooled = _call_with_lengths(self.pooling, hidden, lengths)
         return pooled.reshape(pooled.shape[0], -1)
 

@@ -8,6 +8,7 @@ import pytest
 import speechbrain as sb
 import torch
 import torch.nn.functional as F
+from speechbrain.augment.freq_domain import SpectrogramDrop
 from speechbrain.dataio.batch import PaddedBatch
 from speechbrain.nnet.embedding import Embedding
 from speechbrain.nnet.linear import Linear
@@ -100,15 +101,124 @@ def test_twin_pass_is_one_forward_over_the_doubled_batch():
     assert not torch.allclose(out["logits"][:4], out["logits"][4:])
 
 
-def test_sequential_twin_pass_runs_two_forwards():
+def test_sequential_twin_pass_runs_the_front_end_once_and_the_encoder_twice():
     brain = make_brain(twin_pass="sequential")
     brain.modules.train()
-    rows = count_forward_rows(brain.modules.text_encoder)
+    front_end_rows = count_forward_rows(brain.modules.text_encoder.frontend)
+    encoder_rows = count_forward_rows(brain.modules.text_encoder.encoder)
     out = brain.compute_forward(make_batch(), sb.Stage.TRAIN)
-    assert rows == [4, 4]
+    assert front_end_rows == [4]
+    assert encoder_rows == [4, 4]
     assert out["logits"].shape == (8, NUM_CLASSES)
     first, second = out["views"]["text"]
     assert not torch.allclose(first, second)
+
+
+def with_feature_masking(brain):
+    """Gives the audio branch SpecAugment-style time masking (random per
+    call, in training only), as the EmoDB recipe does."""
+    brain.modules.audio_encoder.augment = SpectrogramDrop(
+        drop_length_low=2, drop_length_high=4, drop_count_low=1, dim=1
+    )
+    return brain
+
+
+@pytest.mark.parametrize("twin_pass", [True, "sequential"])
+def test_feature_augmentation_is_drawn_once_for_both_views(caplog, twin_pass):
+    """Without dropout the two views are identical (and the Brain warns)
+    even with feature masking: it runs once, before the views are drawn."""
+    brain = with_feature_masking(make_brain(dropout=0.0, twin_pass=twin_pass))
+    brain.modules.train()
+    batch = make_batch()
+    augment_calls = count_forward_rows(brain.modules.audio_encoder.augment)
+    with caplog.at_level(logging.WARNING):
+        out = brain.compute_forward(batch, sb.Stage.TRAIN)
+        brain.on_stage_start(sb.Stage.TRAIN)
+        brain.compute_objectives(out, batch, sb.Stage.TRAIN)
+    assert augment_calls == [4]
+    for first, second in out["views"].values():
+        assert torch.equal(first, second)
+    assert "views of modality 'audio' are identical" in caplog.text
+
+
+def training_losses(twin_pass, draws):
+    """The training loss of one batch under ``draws`` dropout draws, with
+    the weights fixed (no step) and feature masking on."""
+    brain = with_feature_masking(make_brain(twin_pass=twin_pass))
+    brain.modules.train()
+    batch = make_batch(batch_size=8)
+    brain.on_stage_start(sb.Stage.TRAIN)
+    torch.manual_seed(5)
+    with torch.no_grad():
+        return torch.tensor(
+            [
+                float(
+                    brain.compute_objectives(
+                        brain.compute_forward(batch, sb.Stage.TRAIN),
+                        batch,
+                        sb.Stage.TRAIN,
+                    )
+                )
+                for _ in range(draws)
+            ]
+        )
+
+
+def test_one_forward_and_sequential_twin_pass_give_the_same_loss_on_average():
+    """The two modes draw the views differently (one 2B-row forward or two
+    B-row forwards) but from the same distribution: their mean losses agree
+    within sampling error (Welch's z below 4)."""
+    draws = 150
+    doubled, sequential = (
+        training_losses(m, draws) for m in (True, "sequential")
+    )
+    spread = (doubled.var() / draws + sequential.var() / draws).sqrt()
+    assert doubled.std() > 0 and sequential.std() > 0
+    assert abs(doubled.mean() - sequential.mean()) < 4 * spread
+
+
+@pytest.mark.parametrize("twin_pass", [True, "sequential"])
+def test_turbo_term_trains_the_encoders_not_only_the_heads(twin_pass):
+    brain = make_brain(twin_pass=twin_pass)
+    brain.modules.train()
+    out = brain.compute_forward(make_batch(), sb.Stage.TRAIN)
+    brain.modules.turbo_loss(out["views"])["loss"].backward()
+    for m in ("audio", "text"):
+        encoder = brain.modules[f"{m}_encoder"]
+        grads = [p.grad for p in encoder.parameters() if p.requires_grad]
+        assert grads and all(g is not None and g.abs().sum() > 0 for g in grads)
+    # The classifier is not in the Turbo term's graph.
+    assert all(p.grad is None for p in brain.modules.classifier.parameters())
+
+
+def test_evaluate_runs_every_module_with_dropout_off(tmp_path):
+    brain = make_brain(
+        output_folder=str(tmp_path),
+        label_encoder=make_label_encoder(),
+        epoch_counter=sb.utils.epoch_loop.EpochCounter(1),
+        train_logger=sb.utils.train_logger.FileTrainLogger(
+            str(tmp_path / "log.txt")
+        ),
+    )
+    brain.modules.train()  # as after a training epoch
+    modes = []
+    for module in brain.modules.modules():
+        if isinstance(module, torch.nn.Dropout):
+            module.register_forward_hook(
+                lambda m, args, out: modes.append(m.training)
+            )
+    logits = []
+    brain.modules.classifier.register_forward_hook(
+        lambda m, args, out: logits.append(out.detach())
+    )
+    loader = torch.utils.data.DataLoader(
+        [make_batch()], batch_size=None, collate_fn=lambda batch: batch
+    )
+    brain.evaluate(loader)
+    brain.evaluate(loader)
+    assert modes and not any(modes)
+    assert [x.shape[0] for x in logits] == [4, 4]
+    assert torch.equal(logits[0], logits[1])
 
 
 def test_views_agree_without_dropout_and_brain_warns_once(caplog):

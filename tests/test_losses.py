@@ -10,7 +10,15 @@ from speechbrain_turbo.losses import TurboLoss
 
 
 def reference_turbo(
-    views, temperature, w_in, w_cross, labels, groups, positive_labels=None
+    views,
+    temperature,
+    w_in,
+    w_cross,
+    labels,
+    groups,
+    positive_labels=None,
+    reduction="mean",
+    symmetric=True,
 ):
     """The definition, one row and one term at a time. With
     ``positive_labels``, same-label columns are positives (supervised
@@ -50,18 +58,28 @@ def reference_turbo(
             total += sum(terms) / len(terms)
         return total / len(x)
 
-    def sym(x, y):
+    def term(x, y, both_ways):
+        if not both_ways:
+            return directional(x, y)
         return (directional(x, y) + directional(y, x)) / 2
 
+    def reduce(terms):
+        if not terms:
+            return 0.0
+        return sum(terms) / (len(terms) if reduction == "mean" else 1)
+
     normed = {m: (unit(a), unit(b)) for m, (a, b) in views.items()}
-    in_modal = sum(sym(a, b) for a, b in normed.values()) / len(normed)
-    cross = [
-        sym(x, y)
-        for m, n in itertools.combinations(normed, 2)
-        for x in normed[m]
-        for y in normed[n]
-    ]
-    cross_modal = sum(cross) / len(cross) if cross else 0.0
+    in_modal = reduce(
+        [term(a, b, symmetric is True) for a, b in normed.values()]
+    )
+    cross_modal = reduce(
+        [
+            term(x, y, bool(symmetric))
+            for m, n in itertools.combinations(normed, 2)
+            for x in normed[m]
+            for y in normed[n]
+        ]
+    )
     return {
         "in_modal": in_modal,
         "cross_modal": cross_modal,
@@ -111,6 +129,97 @@ def test_matches_definition(num_modalities, label_aware, use_groups, weights):
     for key in ("loss", "in_modal", "cross_modal"):
         assert out[key].dim() == 0
         assert out[key].item() == pytest.approx(expected[key], abs=1e-5)
+
+
+@pytest.mark.parametrize("num_modalities", [1, 2, 3])
+@pytest.mark.parametrize("reduction", ["mean", "sum"])
+@pytest.mark.parametrize("symmetric", [True, False, "cross_modal"])
+def test_reduction_and_directions_match_definition(
+    num_modalities, reduction, symmetric
+):
+    views = random_views(num_modalities, seed=10 + num_modalities)
+    labels = torch.tensor([0, 1, 0, 2, 1, 3])
+    groups = torch.tensor([7, 8, 9, 7, 10, 11])
+    loss_fn = TurboLoss(
+        temperature=0.2,
+        in_modal_weight=0.5,
+        cross_modal_weight=2.0,
+        label_aware=True,
+        reduction=reduction,
+        symmetric=symmetric,
+    )
+    out = loss_fn(views, labels=labels, groups=groups)
+    expected = reference_turbo(
+        views,
+        0.2,
+        0.5,
+        2.0,
+        labels.tolist(),
+        groups.tolist(),
+        reduction=reduction,
+        symmetric=symmetric,
+    )
+    for key in ("loss", "in_modal", "cross_modal"):
+        assert out[key].item() == pytest.approx(expected[key], abs=1e-5)
+
+
+def paper_objective(h1a, h2a, h1t, h2t, temperature):
+    """The Turbo paper's objective as published in words: the unweighted
+    sum of six InfoNCE terms, in-modal one-directional (SimCSE: the row's
+    other view is its positive, the batch's other rows its negatives),
+    cross-modal in both directions (CLIP), written out term by term."""
+
+    def info_nce(anchors, candidates):
+        total = 0.0
+        for i, anchor in enumerate(anchors):
+            sims = [
+                torch.nn.functional.cosine_similarity(
+                    anchor, candidate, dim=0
+                ).item()
+                / temperature
+                for candidate in candidates
+            ]
+            total += -sims[i] + math.log(sum(math.exp(s) for s in sims))
+        return total / len(anchors)
+
+    def clip(x, y):
+        return (info_nce(x, y) + info_nce(y, x)) / 2
+
+    l_in_audio = info_nce(h1a, h2a)
+    l_in_text = info_nce(h1t, h2t)
+    l_x = clip(h1a, h1t) + clip(h1a, h2t) + clip(h2a, h1t) + clip(h2a, h2t)
+    return l_in_audio + l_in_text + l_x
+
+
+def test_paper_setting_is_the_six_term_sum():
+    """reduction=sum, symmetric=cross_modal, unit weights, no label-aware
+    negatives and no groups reproduce the paper's sum to 1e-6."""
+    views = random_views(2, batch_size=8, dim=6, seed=21)
+    (h1a, h2a), (h1t, h2t) = views["audio"], views["text"]
+    loss_fn = TurboLoss(
+        temperature=1.0, reduction="sum", symmetric="cross_modal"
+    )
+    out = loss_fn(views)
+    expected = paper_objective(h1a, h2a, h1t, h2t, temperature=1.0)
+    assert out["loss"].item() == pytest.approx(expected, abs=1e-6)
+    # At a usual temperature (fp32 logit scale), to the scale's precision.
+    loss_fn = TurboLoss(
+        temperature=0.07, reduction="sum", symmetric="cross_modal"
+    )
+    expected = paper_objective(h1a, h2a, h1t, h2t, temperature=0.07)
+    assert loss_fn(views)["loss"].item() == pytest.approx(expected, rel=1e-6)
+    # The mean reduction of the same terms: the in-modal mean over 2 terms
+    # and the cross-modal mean over 4.
+    mean = TurboLoss(temperature=1.0, symmetric="cross_modal")(views)
+    total = out["in_modal"] / 2 + out["cross_modal"] / 4
+    assert mean["loss"].item() == pytest.approx(total.item(), abs=1e-9)
+
+
+def test_unknown_reduction_or_direction_is_refused():
+    with pytest.raises(ValueError, match="reduction must be"):
+        TurboLoss(reduction="max")
+    with pytest.raises(ValueError, match="symmetric must be"):
+        TurboLoss(symmetric="in_modal")
 
 
 @pytest.mark.parametrize("num_modalities", [1, 2])

@@ -124,3 +124,21 @@ def test_twin_pass_splits_every_output_and_passes_non_tensors():
 def test_a_module_that_drops_the_batch_axis_is_refused():
     with pytest.raises(ValueError, match="batch axis first"):
         twin_pass(lambda x: x.sum(0, keepdim=True), torch.randn(3, 2))
+
+
+def test_sequential_twin_pass_runs_the_module_twice_on_the_same_inputs():
+    calls = []
+
+    def module(x, lengths):
+        calls.append(x.shape[0])
+        noise = torch.nn.functional.dropout(torch.ones_like(x), 0.5)
+        return x * noise, lengths
+
+    x, lengths = torch.randn(3, 4), torch.ones(3)
+    (first, second), (len1, len2) = twin_pass(
+        module, x, lengths, sequential=True
+    )
+    assert calls == [3, 3]
+    assert first.shape == second.shape == (3, 4)
+    assert not torch.equal(first, second)
+    assert torch.equal(len1, lengths) and torch.equal(len2, lengths)
