@@ -127,7 +127,8 @@ def train_loader_options(hparams, train_set):
     (the options under ``dynamic_batch_sampler``: ``max_batch_length`` in
     seconds of audio, ``num_buckets``, ``max_batch_ex``...): utterances of
     similar duration share a batch, so little of it is padding, and the
-    number of utterances per batch varies. The buckets' boundaries are
+    number of utterances per batch varies (never one alone: see
+    :class:`PairedDynamicBatchSampler`). The buckets' boundaries are
     spaced geometrically over the training durations
     (:func:`duration_buckets`) unless
     ``bucket_boundaries`` is given. Its shuffling follows ``seed``. Under
@@ -176,13 +177,53 @@ def train_loader_options(hparams, train_set):
         sampler_options["bucket_boundaries"] = duration_buckets(
             train_set, sampler_options.pop("num_buckets")
         )
-    options["batch_sampler"] = DynamicBatchSampler(
+    options["batch_sampler"] = PairedDynamicBatchSampler(
         train_set,
         length_func=_duration,
         seed=hparams["seed"],
         **sampler_options,
     )
     return options
+
+
+class PairedDynamicBatchSampler(DynamicBatchSampler):
+    """SpeechBrain's ``DynamicBatchSampler`` without batches of one utterance.
+
+    A bucket's last, partial batch can hold a single utterance; training
+    BatchNorm on one row fails ("Expected more than 1 value per channel"),
+    and an InfoNCE row without negatives teaches nothing. Each such
+    utterance joins the batch whose longest utterance is nearest to it in
+    duration (another lone one, or a batch then one utterance over its
+    budget). Arguments as for ``DynamicBatchSampler``.
+
+    Example
+    -------
+    >>> from speechbrain.dataio.dataset import DynamicItemDataset
+    >>> data = {f"u{i}": {"duration": d} for i, d in enumerate([1, 5, 9])}
+    >>> sampler = PairedDynamicBatchSampler(
+    ...     DynamicItemDataset(data), max_batch_length=20,
+    ...     bucket_boundaries=[2, 6, 10], length_func=_duration,
+    ... )
+    >>> sorted(sorted(batch) for batch in sampler)
+    [[0, 1, 2]]
+    """
+
+    def _permute_batches(self):
+        """Merges the single-utterance batches, then orders the batches."""
+
+        def longest(batch):
+            return max(self._ex_lengths[str(i)] for i in batch)
+
+        while len(self._batches) > 1:
+            lone = next((b for b in self._batches if len(b) == 1), None)
+            if lone is None:
+                break
+            self._batches.remove(lone)
+            nearest = min(
+                self._batches, key=lambda b: abs(longest(b) - longest(lone))
+            )
+            nearest.extend(lone)
+        super()._permute_batches()
 
 
 def duration_buckets(dataset, num_buckets):

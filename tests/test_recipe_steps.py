@@ -81,10 +81,12 @@ def test_duration_sized_batches_hold_similar_durations_within_the_budget():
     assert len(sizes) > 1  # as many utterances as fit, not a fixed count
     for batch in batches:
         lengths = [durations[i] for i in batch]
-        if len(batch) > 1:
-            assert sum(lengths) <= 6 + 1e-9
-            # Short utterances are not padded to a long one.
-            assert max(lengths) / min(lengths) < 2.5
+        assert len(batch) > 1
+        # Within the budget, or over it by the one utterance of a bucket
+        # that would have been alone.
+        assert (len(batch) - 1) * max(lengths) <= 6 + 1e-9
+        # Short utterances are not padded to a long one.
+        assert max(lengths) / min(lengths) < 2.5
 
 
 def test_duration_sized_batches_follow_the_seed():
@@ -108,3 +110,20 @@ def test_duration_sized_batches_follow_the_seed():
     )
     assert first == again
     assert first != third
+
+
+def test_duration_sized_batches_never_hold_one_utterance():
+    """One utterance per bucket (the buckets' partial batches) would give
+    batches of one, which BatchNorm refuses in training: each joins the
+    batch nearest in duration."""
+    durations = [1.0, 1.05, 1.1, 1.15, 2.0, 3.0, 4.5, 6.0, 8.0]
+    options = train_loader_options(
+        duration_hparams(max_batch_length=4.5, num_buckets=8),
+        duration_dataset(durations),
+    )
+    sampler = options["batch_sampler"]
+    for epoch in range(3):
+        sampler.set_epoch(epoch)
+        batches = list(sampler)
+        assert sorted(i for b in batches for i in b) == list(range(9))
+        assert min(len(b) for b in batches) >= 2

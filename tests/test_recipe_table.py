@@ -36,7 +36,7 @@ def read_rows():
 def test_every_hparams_file_is_listed_and_its_files_exist():
     rows = read_rows()
     listed = {row["Hparam_file"] for row in rows}
-    for recipe in ("IEMOCAP", "EmoDB", "AudioText"):
+    for recipe in ("IEMOCAP", "EmoDB", "AudioText", "MUStARD"):
         folder = os.path.join(REPO, "recipes", recipe, "turbo", "hparams")
         for name in os.listdir(folder):
             assert f"recipes/{recipe}/turbo/hparams/{name}" in listed
