@@ -211,6 +211,7 @@ def test_a_label_that_is_not_a_boolean_is_named(mustard_tree, tmp_path):
         )
 
 
+@pytest.mark.slow
 def test_small_recipe_trains_from_the_two_repositories(mustard_tree, tmp_path):
     root, _ = mustard_tree
     output = tmp_path / "run"
