@@ -194,7 +194,8 @@ class PairedDynamicBatchSampler(DynamicBatchSampler):
     and an InfoNCE row without negatives teaches nothing. Each such
     utterance joins the batch whose longest utterance is nearest to it in
     duration (another lone one, or a batch then one utterance over its
-    budget). Arguments as for ``DynamicBatchSampler``.
+    budget), each batch taking at most one while others can. Arguments as
+    for ``DynamicBatchSampler``.
 
     Example
     -------
@@ -214,15 +215,21 @@ class PairedDynamicBatchSampler(DynamicBatchSampler):
         def longest(batch):
             return max(self._ex_lengths[str(i)] for i in batch)
 
-        while len(self._batches) > 1:
-            lone = next((b for b in self._batches if len(b) == 1), None)
-            if lone is None:
-                break
-            self._batches.remove(lone)
+        # Each batch takes at most one lone utterance while others can.
+        grown = []
+        for lone in sorted(
+            (b for b in self._batches if len(b) == 1), key=longest
+        ):
+            if any(lone is b for b in grown) or len(self._batches) < 2:
+                continue
+            others = [b for b in self._batches if b is not lone]
+            fresh = [b for b in others if not any(b is g for g in grown)]
             nearest = min(
-                self._batches, key=lambda b: abs(longest(b) - longest(lone))
+                fresh or others, key=lambda b: abs(longest(b) - longest(lone))
             )
+            self._batches = [b for b in self._batches if b is not lone]
             nearest.extend(lone)
+            grown.append(nearest)
         super()._permute_batches()
 
 

@@ -127,3 +127,11 @@ def test_duration_sized_batches_never_hold_one_utterance():
         batches = list(sampler)
         assert sorted(i for b in batches for i in b) == list(range(9))
         assert min(len(b) for b in batches) >= 2
+
+
+def test_a_budget_of_one_utterance_gives_pairs_not_one_batch():
+    options = train_loader_options(
+        duration_hparams(max_batch_length=1, num_buckets=1),
+        duration_dataset([1.0] * 8),
+    )
+    assert sorted(len(b) for b in options["batch_sampler"]) == [2, 2, 2, 2]
