@@ -320,24 +320,27 @@ def percent(summary, key):
     return f"{100 * mean:.1f} ± {100 * std:.1f}"
 
 
-def collect(root, paired_with=None):
+def collect(root, paired_with=None, paired_metrics=("UA",)):
     """Gathers the ``results.csv`` of every configuration (sub-folder) of a
     sweep folder into one Markdown table, ``<root>/summary.md``: mean ± std
     over runs of the selected checkpoints' validation UA, the test metrics
     (percent) and the CPU minutes per run.
 
-    With ``paired_with`` (a configuration's name), a last column gives each
-    configuration's test UA minus that configuration's, run by run (same
-    fold and seed): mean ± std of the differences and how many of them are
-    positive. Runs of one fold share its test speakers, so paired
-    differences are far less noisy than a comparison of the two means.
+    With ``paired_with`` (a configuration's name), a last column per metric
+    of ``paired_metrics`` gives each configuration's test metric minus that
+    configuration's, run by run (same fold and seed): mean ± std of the
+    differences and how many of them are positive. Runs of one fold share
+    its test speakers, so paired differences are far less noisy than a
+    comparison of the two means.
 
     Arguments
     ---------
     root : str
         Folder holding one sub-folder per configuration.
     paired_with : str, optional
-        The reference configuration of the paired column.
+        The reference configuration of the paired columns.
+    paired_metrics : sequence of str
+        The metrics compared in pairs (``UA``, ``WA``, ``macro_F1``).
 
     Returns
     -------
@@ -359,8 +362,10 @@ def collect(root, paired_with=None):
         "| configuration | runs | valid UA | test WA | test UA "
         "| test macro-F1 | test UA without text | CPU minutes per run |"
     )
+    names = {"UA": "UA", "WA": "WA", "macro_F1": "macro-F1"}
     if paired_with is not None:
-        header += f" test UA − {paired_with}, paired |"
+        for metric in paired_metrics:
+            header += f" test {names[metric]} − {paired_with}, paired |"
     lines = [header, "|---" * header.count(" |") + "|"]
     for name, rows in tables.items():
         summary = summarise(
@@ -372,7 +377,8 @@ def collect(root, paired_with=None):
         else:
             cells.append("-")
         if paired_with is not None:
-            cells.append(_paired(rows, tables[paired_with]))
+            for metric in paired_metrics:
+                cells.append(_paired(rows, tables[paired_with], metric))
         lines.append(f"| {name} | {len(rows)} | " + " | ".join(cells) + " |")
     text = "\n".join(lines) + "\n"
     with open(os.path.join(root, "summary.md"), "w", encoding="utf-8") as f:
@@ -380,13 +386,14 @@ def collect(root, paired_with=None):
     return text
 
 
-def _paired(rows, reference):
-    """Mean ± std of the test-UA differences of the runs both configurations
-    have (same fold and seed), in points, and how many are positive.
+def _paired(rows, reference, metric="UA"):
+    """Mean ± std of the differences in a test metric of the runs both
+    configurations have (same fold and seed), in points, and how many are
+    positive.
     """
-    theirs = {(r["fold"], r["seed"]): float(r["UA"]) for r in reference}
+    theirs = {(r["fold"], r["seed"]): float(r[metric]) for r in reference}
     differences = [
-        100 * (float(r["UA"]) - theirs[(r["fold"], r["seed"])])
+        100 * (float(r[metric]) - theirs[(r["fold"], r["seed"])])
         for r in rows
         if (r["fold"], r["seed"]) in theirs
     ]
@@ -402,8 +409,12 @@ def _paired(rows, reference):
 
 if __name__ == "__main__":
     # python -m speechbrain_turbo.cross_validate ROOT [--paired_with NAME]
+    #     [--paired_metrics UA macro_F1]
     cli = argparse.ArgumentParser(description=collect.__doc__.split("\n")[0])
     cli.add_argument("root")
     cli.add_argument("--paired_with", default=None)
+    cli.add_argument(
+        "--paired_metrics", nargs="+", default=["UA"], choices=METRICS
+    )
     options = cli.parse_args()
-    print(collect(options.root, options.paired_with))
+    print(collect(options.root, options.paired_with, options.paired_metrics))

@@ -123,3 +123,12 @@ def test_collect_pairs_every_configuration_with_a_reference(tmp_path):
     # Differences +10, -2, +10 points.
     assert "| +6.0 ± 6.9 (2 of 3 ahead) |" in table
     assert "| +0.0 ± 0.0 (0 of 3 ahead) |" in table  # itself
+    # Any metric, in its own column.
+    table = cross_validate.collect(
+        str(tmp_path / "sweep"), "baseline", ["UA", "macro_F1"]
+    )
+    header = table.splitlines()[0]
+    assert header.endswith(
+        "| test UA − baseline, paired | test macro-F1 − baseline, paired |"
+    )
+    assert "| +6.0 ± 6.9 (2 of 3 ahead) | +6.0 ± 6.9 (2 of 3 ahead) |" in table

@@ -5,7 +5,7 @@
 # (the recipe's default), Turbo with the paper's objective, and the
 # in-modal-only and cross-modal-only ablations, on the five stratified
 # folds for each seed given; then results/mustard_pretrained/summary.md,
-# paired with the baseline. One CPU thread per run.
+# paired with the baseline (macro-F1 and UA). One CPU thread per run.
 # Run from recipes/MUStARD/turbo, after python bench/pretrained_folders.py:
 #   bash experiments/ablations.sh DATA_FOLDER [PRETRAINED_FOLDER] [JOBS] [SEEDS]
 # (DATA_FOLDER holds the clones MUStARD/ and cmpt-419/; SEEDS e.g. "1 2").
@@ -34,4 +34,5 @@ sweep turbo_paper --turbo_weight=1.0 --turbo_reduction=sum \
     --mask_repeated_transcripts=False
 sweep in_modal_only --cross_modal_weight=0
 sweep cross_modal_only --in_modal_weight=0
-python -m speechbrain_turbo.cross_validate "$root" --paired_with baseline
+python -m speechbrain_turbo.cross_validate "$root" --paired_with baseline \
+    --paired_metrics macro_F1 UA
