@@ -236,3 +236,50 @@ def test_small_recipe_trains_from_the_two_repositories(mustard_tree, tmp_path):
     metrics = json.loads((output / "test_metrics.json").read_text())
     assert 0.0 <= metrics["macro_F1"] <= 1.0
     assert len(read_rows(output / "test_predictions.csv")) == 8
+
+
+@pytest.mark.slow
+def test_pretrained_recipe_trains_with_the_paper_objective(
+    mustard_tree, tmp_path
+):
+    """hparams/pretrained.yaml with a tiny random Whisper and BERT, and the
+    paper's overrides from its header: both Turbo families train."""
+    from test_paper_preset import paper_overrides
+
+    from speechbrain_turbo.random_hf_models import (
+        save_random_text_model,
+        save_random_whisper_model,
+    )
+
+    root, _ = mustard_tree
+    whisper = save_random_whisper_model(str(tmp_path / "whisper"))
+    bert = save_random_text_model(str(tmp_path / "bert"), LINES, "bert")
+    hparams_file = os.path.join(RECIPE, "hparams", "pretrained.yaml")
+    with open(hparams_file, encoding="utf-8") as f:
+        paper = paper_overrides(f.read())
+    output = tmp_path / "run"
+    result = run_python(
+        RECIPE,
+        "train.py",
+        "hparams/pretrained.yaml",
+        f"--data_folder={root}",
+        f"--converted_folder={tmp_path / 'converted'}",
+        f"--output_folder={output}",
+        f"--audio_hub={whisper}",
+        f"--text_hub={bert}",
+        f"--pretrained_folder={tmp_path / 'pretrained'}",
+        "--audio_num_layers=1",
+        "--number_of_epochs=1",
+        "--fusion_dim=16",
+        "--projection_dim=8",
+        *(f"--{key}={value}" for key, value in paper.items()),
+    )
+    log = result.stdout + result.stderr
+    assert result.returncode == 0, log[-4000:]
+    (epoch,) = [
+        json.loads(line)
+        for line in (output / "history.jsonl").read_text().splitlines()
+    ]
+    assert epoch["train"]["in_modal"] > 0 and epoch["train"]["cross_modal"] > 0
+    metrics = json.loads((output / "test_metrics.json").read_text())
+    assert 0.0 <= metrics["macro_F1"] <= 1.0
