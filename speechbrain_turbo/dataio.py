@@ -14,6 +14,7 @@ import hashlib
 import json
 import os
 import re
+from fractions import Fraction
 
 import speechbrain as sb
 import torch
@@ -27,6 +28,12 @@ from speechbrain_turbo.screening import InputScreen
 logger = get_logger(__name__)
 
 _resample_warned = set()
+# The largest terms of the rate ratio the resampling kernel is built for:
+# torchaudio's kernel holds about new * (orig + 2 * width) floats for the
+# reduced ratio new / orig, so co-prime rates (8,001 -> 16,000 Hz) would
+# need gigabytes. Every ratio of the usual rates (8k to 192k, 11,025 and
+# its multiples) is exact within this bound.
+MAX_RESAMPLING_TERM = 1000
 
 MANIFEST_COLUMNS = ("ID", "wav", "text", "label")
 
@@ -120,18 +127,59 @@ def load_audio(path, sample_rate):
     signal, source_rate = audio_io.load(path, channels_first=True)
     signal = signal.mean(dim=0)
     if source_rate != sample_rate:
+        orig, new = resampling_ratio(source_rate, sample_rate)
         if source_rate not in _resample_warned:
             _resample_warned.add(source_rate)
+            exact = orig * sample_rate == new * source_rate
             logger.info(
-                "Resampling audio from %d Hz to %d Hz (first seen: %s)",
+                "Resampling audio from %d Hz to %d Hz%s (first seen: %s)",
                 source_rate,
                 sample_rate,
+                ""
+                if exact
+                else f" as if it were {sample_rate * orig / new:.2f} Hz",
                 path,
             )
-        signal = torchaudio.functional.resample(
-            signal, source_rate, sample_rate
-        )
+        signal = torchaudio.functional.resample(signal, orig, new)
     return signal
+
+
+def resampling_ratio(source_rate, sample_rate, max_term=MAX_RESAMPLING_TERM):
+    """The rate ratio to resample with, ``(orig, new)``: the exact one in
+    lowest terms when ``orig`` is at most ``max_term``, else the nearest
+    ratio whose ``orig`` is (a change of duration and pitch of at most
+    ``1 / max_term``, 0.1 % by default), so that the resampling kernel
+    stays small for every pair of rates.
+
+    Arguments
+    ---------
+    source_rate : int
+        The file's sample rate.
+    sample_rate : int
+        The model's.
+    max_term : int
+        The largest ``orig`` allowed.
+
+    Returns
+    -------
+    orig, new : int
+        ``torchaudio.functional.resample(x, orig, new)`` then resamples.
+
+    Example
+    -------
+    >>> resampling_ratio(44100, 16000)
+    (441, 160)
+    >>> resampling_ratio(8001, 16000)  # co-prime: approximated
+    (1, 2)
+    """
+    if source_rate <= 0 or sample_rate <= 0:
+        raise ValueError(
+            f"sample rates must be positive, got {source_rate} -> {sample_rate}"
+        )
+    ratio = Fraction(int(sample_rate), int(source_rate))
+    if ratio.denominator > max_term:
+        ratio = ratio.limit_denominator(max_term)
+    return ratio.denominator, ratio.numerator
 
 
 def read_manifest(path, data_root=""):

@@ -1,6 +1,7 @@
 """Audio-text datasets: items, resampling, errors."""
 
 import json
+import math
 
 import pytest
 import torch
@@ -12,6 +13,7 @@ from speechbrain_turbo.dataio import (
     count_labels,
     load_audio,
     read_manifest,
+    resampling_ratio,
     transcript_group_ids,
 )
 
@@ -134,3 +136,43 @@ def test_another_sample_rate_is_resampled_and_said_once(tmp_path, caplog):
         r for r in caplog.records if "from 22050 Hz to 16000 Hz" in r.message
     ]
     assert len(said) == 1 and paths[0] in said[0].message
+
+
+def resampling_kernel_floats(orig, new):
+    """The size of torchaudio's sinc kernel for the reduced ratio
+    ``new / orig`` (its default width of 6 zero crossings, rolloff 0.99)."""
+    base = min(orig, new) * 0.99
+    width = math.ceil(6 * orig / base)
+    return new * (orig + 2 * width)
+
+
+@pytest.mark.parametrize(
+    "rate", [8000, 11025, 22050, 24000, 32000, 44100, 48000, 96000]
+)
+def test_usual_rates_are_resampled_exactly(rate):
+    orig, new = resampling_ratio(rate, 16000)
+    assert orig * 16000 == new * rate
+
+
+@pytest.mark.parametrize("rate", [7999, 8001, 16001, 44101, 96001, 192001])
+def test_co_prime_rates_get_a_small_kernel(rate):
+    """A 16 KB file at 8,001 Hz made the exact kernel take gigabytes:
+    the ratio is approximated (under 0.1 % of duration and pitch) so that
+    the kernel stays under a million floats (4 MB) for every rate."""
+    orig, new = resampling_ratio(rate, 16000)
+    exact = resampling_kernel_floats(rate, 16000)  # co-prime: no reduction
+    assert exact > 5e7
+    assert resampling_kernel_floats(orig, new) < 1e6
+    assert abs(16000 * orig / new - rate) / rate < 1e-3
+
+
+def test_a_co_prime_rate_keeps_duration_and_pitch(tmp_path):
+    rate = 8001
+    t = torch.arange(rate) / rate
+    path = str(tmp_path / "odd.wav")
+    audio_io.save(path, (0.5 * torch.sin(2 * math.pi * 440 * t))[None], rate)
+    signal = load_audio(path, 16000)
+    assert abs(signal.shape[0] - 16000) <= 2
+    spectrum = torch.fft.rfft(signal[1000:15000]).abs()
+    peak_hz = spectrum.argmax().item() * 16000 / 14000
+    assert abs(peak_hz - 440) < 2
