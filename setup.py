@@ -21,8 +21,9 @@ setup(
         # brain_workarounds.py overrides Brain methods of SpeechBrain 1.1.
         "speechbrain>=1.1,<1.2",
         # The tested versions of everything: constraints.txt.
-        "torch>=2.1",
-        "torchaudio>=2.1",
+        # torch.load's weights_only default (2.6) keeps checkpoints data.
+        "torch>=2.6",
+        "torchaudio>=2.6",
         "transformers>=4.40",
         "hyperpyyaml>=1.2",
         "sentencepiece>=0.1.99",

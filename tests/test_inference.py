@@ -226,3 +226,39 @@ def test_cli_manifest_classifies_every_good_row_and_lists_the_bad(
     rejects = read_csv(f"{output}.rejects.csv")
     assert [r["ID"] for r in rejects] == [f"bad_{k}" for k in bad]
     assert [r["line"] for r in rejects] == ["3", "4", "5"]
+
+
+class _RunsAShellCommand:
+    """Unpickling this runs ``touch <marker>`` unless the loader refuses."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+def test_a_checkpoint_holding_code_is_refused_not_run(exported, tmp_path):
+    """Checkpoints load with torch's weights_only unpickler (torch >= 2.6,
+    as setup.py requires): a tampered one stops the load and runs nothing.
+    (The YAML of a model folder is code by design: docs/robustness.md.)"""
+    import re
+    import shutil
+
+    from speechbrain_turbo.inference import TurboClassifier
+
+    with open(os.path.join(REPO, "setup.py"), encoding="utf-8") as f:
+        setup = f.read()
+    for package in ("torch", "torchaudio"):
+        (low,) = re.findall(rf'"{package}>=(\d+)\.(\d+)"', setup)
+        assert tuple(map(int, low)) >= (2, 6), package
+    _, model, _, _ = exported
+    tampered = tmp_path / "model"
+    shutil.copytree(model, tampered)
+    marker = tmp_path / "it_ran"
+    torch.save({"weight": _RunsAShellCommand(marker)}, tampered / "fusion.ckpt")
+    with pytest.raises(Exception, match="[Ww]eights.only"):
+        TurboClassifier.from_hparams(
+            str(tampered), savedir=str(tmp_path / "savedir")
+        )
+    assert not marker.exists()
