@@ -6,13 +6,17 @@
     speechbrain-turbo serve --model MODEL [--host 127.0.0.1] [--port 7860]
 
 A manifest is a CSV with the columns ``ID`` and ``wav`` and, optionally,
-``text`` (an empty cell means no transcript). The output CSV has ``ID``,
+``text`` (an empty cell means no transcript); a relative ``wav`` path is
+relative to the manifest's folder. The output CSV has ``ID``,
 ``label``, ``score``, ``text`` (``given``, ``asr``: transcribed by the
 model's Whisper, or ``absent``: audio only) and one ``prob_<label>`` column
 per class. A file that cannot be used (missing, unreadable, truncated,
 empty) is named on stderr with the reason; with a manifest every other row
-is still classified, the bad ones go to ``<output>.rejects.csv``, and the
-command exits with status 1. ``serve`` opens a web page to try the model
+is still classified, the bad ones (also: lines that are not UTF-8, rows
+with too few or too many fields, repeated IDs) go to
+``<output>.rejects.csv`` with their line numbers, and the command exits with
+status 1. The output is never the manifest itself, and is replaced whole
+or not at all. ``serve`` opens a web page to try the model
 (see :mod:`speechbrain_turbo.app`; needs ``pip install -e ".[app]"``).
 
 Authors
@@ -21,7 +25,9 @@ Authors
 
 import argparse
 import csv
+import os
 import sys
+import tempfile
 
 from tqdm import tqdm
 
@@ -61,65 +67,150 @@ def classify_one(args):
 
 
 def classify_manifest(args):
-    """Classifies every row of a CSV manifest into an output CSV."""
+    """Classifies every row of a CSV manifest into an output CSV.
+
+    The output and its rejects file are written to temporary files and
+    renamed at the end, so an existing file is replaced whole or not at all.
+    """
+    manifest, output = _checked_paths(args.manifest, args.output)
+    rows, rejects = _manifest_rows(manifest)
     model = _classifier(args.model, args.device)
-    with open(args.manifest, newline="", encoding="utf-8") as f:
-        reader = csv.DictReader(f)
-        missing = [
-            c for c in ("ID", "wav") if c not in (reader.fieldnames or [])
-        ]
-        if missing:
-            raise SystemExit(
-                f"{args.manifest}: missing column(s) {', '.join(missing)}; "
-                "a manifest needs ID and wav (text optional)"
-            )
-        rows = list(reader)
     columns = ["ID", "label", "score", "text"]
     columns += [f"prob_{label}" for label in model.labels]
-    rejects = []
-    with open(args.output, "w", newline="", encoding="utf-8") as f:
-        writer = csv.writer(f)
-        writer.writerow(columns)
-        for line, row in enumerate(
-            tqdm(rows, desc="classify", unit="file"), start=2
-        ):
-            problem = _problem(row["wav"])
-            if problem is None:
-                try:
-                    probabilities, score, _, labels = model.classify_file(
-                        row["wav"],
-                        text=row.get("text") or None,
-                        transcribe=not args.no_asr,
-                    )
-                except Exception as error:  # a decoder's own error types
-                    problem = f"cannot classify {row['wav']!r}: {error}"
-            if problem is not None:
-                rejects.append({"line": line, "ID": row["ID"], "why": problem})
-                print(
-                    f"{args.manifest} line {line} (ID {row['ID']!r}): "
-                    f"{problem}",
-                    file=sys.stderr,
+    results = []
+    for line, row in tqdm(rows, desc="classify", unit="file"):
+        problem = _problem(row["wav"])
+        if problem is None:
+            try:
+                probabilities, score, _, labels = model.classify_file(
+                    row["wav"],
+                    text=row.get("text") or None,
+                    transcribe=not args.no_asr,
                 )
-                continue
-            writer.writerow(
-                [row["ID"], labels[0], f"{float(score[0]):.6f}"]
-                + [model.text_sources[0]]
-                + [f"{p:.6f}" for p in probabilities[0].tolist()]
-            )
-    print(
-        f"{len(rows) - len(rejects)} of {len(rows)} files classified into "
-        f"{args.output}"
-    )
-    if rejects:
-        rejects_path = f"{args.output}.rejects.csv"
-        with open(rejects_path, "w", newline="", encoding="utf-8") as f:
-            writer = csv.DictWriter(f, fieldnames=["line", "ID", "why"])
-            writer.writeheader()
-            writer.writerows(rejects)
-        raise SystemExit(
-            f"{len(rejects)} of {len(rows)} rows could not be classified, "
-            f"listed in {rejects_path}"
+            except Exception as error:  # a decoder's own error types
+                problem = f"cannot classify {row['wav']!r}: {error}"
+        if problem is not None:
+            rejects.append({"line": line, "ID": row["ID"], "why": problem})
+            continue
+        results.append(
+            [row["ID"], labels[0], f"{float(score[0]):.6f}"]
+            + [model.text_sources[0]]
+            + [f"{p:.6f}" for p in probabilities[0].tolist()]
         )
+    rejects.sort(key=lambda reject: reject["line"])
+    for reject in rejects:
+        print(
+            f"{manifest} line {reject['line']} (ID {reject['ID']!r}): "
+            f"{reject['why']}",
+            file=sys.stderr,
+        )
+    total = len(results) + len(rejects)
+    _write_csv_atomically(output, [columns, *results])
+    print(f"{len(results)} of {total} rows classified into {output}")
+    rejects_path = f"{output}.rejects.csv"
+    if not rejects:
+        if os.path.exists(rejects_path):  # a previous run's
+            os.remove(rejects_path)
+        return
+    _write_csv_atomically(
+        rejects_path,
+        [["line", "ID", "why"]]
+        + [[r["line"], r["ID"], r["why"]] for r in rejects],
+    )
+    raise SystemExit(
+        f"{len(rejects)} of {total} rows could not be classified, listed in "
+        f"{rejects_path}"
+    )
+
+
+def _checked_paths(manifest, output):
+    """The manifest's and the output's absolute paths, once the output is
+    known not to overwrite the manifest and its folder exists (created if
+    needed); a one-line exit otherwise.
+    """
+    manifest, output = os.path.abspath(manifest), os.path.abspath(output)
+    if not os.path.isfile(manifest):
+        raise SystemExit(f"speechbrain-turbo classify: no file {manifest}")
+    for path in (output, f"{output}.rejects.csv"):
+        if os.path.isdir(path):
+            raise SystemExit(
+                f"speechbrain-turbo classify: --output {path} is a folder; "
+                "give a file name"
+            )
+        if os.path.exists(path) and os.path.samefile(path, manifest):
+            raise SystemExit(
+                f"speechbrain-turbo classify: {path} is the input manifest; "
+                "write the results to another file"
+            )
+    try:
+        os.makedirs(os.path.dirname(output), exist_ok=True)
+    except OSError as error:
+        raise SystemExit(
+            f"speechbrain-turbo classify: cannot create the folder of "
+            f"--output {output} ({error.strerror})"
+        ) from None
+    return manifest, output
+
+
+def _manifest_rows(manifest):
+    """``(line, row)`` of each usable manifest row and the rejects of the
+    others: lines that are not UTF-8, rows with too few or too many fields,
+    empty or repeated IDs. Relative ``wav`` paths are resolved against the
+    manifest's folder.
+    """
+    from speechbrain_turbo.dataio import decode_csv_lines
+
+    lines, not_utf8 = decode_csv_lines(manifest)
+    reader = csv.DictReader(lines)
+    header = reader.fieldnames or []
+    missing = [c for c in ("ID", "wav") if c not in header]
+    if missing:
+        raise SystemExit(
+            f"{manifest}: missing column(s) {', '.join(missing)} (found "
+            f"{', '.join(header) or 'none'}); a manifest needs ID and wav "
+            "(text optional)"
+        )
+    folder = os.path.dirname(manifest)
+    rows, rejects, first_line = [], [], {}
+    for row in reader:
+        line, item_id = reader.line_num, row.get("ID") or ""
+        # DictReader puts extra fields under None, fills missing with None.
+        extra = row.pop(None, None) or []
+        fields = len(header) + len(extra)
+        fields -= sum(value is None for value in row.values())
+        problem = None
+        if line in not_utf8:
+            problem = "the line is not valid UTF-8; save the manifest as UTF-8"
+        elif fields != len(header):
+            problem = (
+                f"{fields} field(s) where the header has {len(header)}; "
+                "quote cells that hold commas"
+            )
+        elif not item_id.strip():
+            problem = "empty ID"
+        elif item_id in first_line:
+            problem = f"duplicate ID (first at line {first_line[item_id]})"
+        first_line.setdefault(item_id, line)
+        if problem is not None:
+            rejects.append({"line": line, "ID": item_id, "why": problem})
+            continue
+        row["wav"] = os.path.join(folder, os.path.expanduser(row["wav"]))
+        rows.append((line, row))
+    return rows, rejects
+
+
+def _write_csv_atomically(path, rows):
+    """Writes rows to ``path`` through a temporary file in its folder."""
+    handle, partial = tempfile.mkstemp(
+        dir=os.path.dirname(path), prefix=".partial-", suffix=".csv"
+    )
+    try:
+        with os.fdopen(handle, "w", newline="", encoding="utf-8") as f:
+            csv.writer(f).writerows(rows)
+        os.replace(partial, path)
+    except BaseException:
+        os.remove(partial)
+        raise
 
 
 def main(argv=None):

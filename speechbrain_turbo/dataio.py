@@ -9,6 +9,7 @@ Authors
  * speechbrain-turbo contributors
 """
 
+import codecs
 import csv
 import hashlib
 import json
@@ -189,8 +190,9 @@ def read_manifest(path, data_root=""):
     in ``wav`` replaced; a key that appears twice is kept twice (for the
     screen to report). CSV (``.csv``): the header must hold ``ID,wav,text,
     label`` (other columns are kept), ``$data_root`` in ``wav`` replaced,
-    as SpeechBrain's loaders do; a line that is not valid UTF-8 is flagged
-    (``_not_utf8``) rather than failing the whole file.
+    as SpeechBrain's loaders do; a byte-order mark is dropped and a line
+    that is not valid UTF-8 is flagged (``_not_utf8``) rather than failing
+    the whole file (:func:`decode_csv_lines`).
 
     Arguments
     ---------
@@ -229,15 +231,7 @@ def read_manifest(path, data_root=""):
             entries.append((item_id, f"{path} entry {item_id!r}", entry))
         return entries
 
-    with open(path, "rb") as f:
-        raw_lines = f.read().splitlines(keepends=True)
-    lines, not_utf8 = [], set()
-    for number, raw in enumerate(raw_lines, start=1):
-        try:
-            lines.append(raw.decode("utf-8"))
-        except UnicodeDecodeError:
-            lines.append(raw.decode("utf-8", errors="replace"))
-            not_utf8.add(number)
+    lines, not_utf8 = decode_csv_lines(path)
     reader = csv.DictReader(lines)
     columns = reader.fieldnames or []
     missing = [c for c in MANIFEST_COLUMNS if c not in columns]
@@ -258,6 +252,48 @@ def read_manifest(path, data_root=""):
         item_id = entry.pop("ID") or ""
         entries.append((item_id, f"{path} line {line} (ID {item_id!r})", entry))
     return entries
+
+
+def decode_csv_lines(path):
+    r"""A CSV file's lines, decoded as UTF-8 one by one.
+
+    A byte-order mark (as spreadsheet programs write) is dropped; a line that
+    is not valid UTF-8 is decoded with replacement characters and its number
+    returned, so that one bad line does not lose the whole file.
+
+    Arguments
+    ---------
+    path : str
+        The CSV file.
+
+    Returns
+    -------
+    lines : list of str
+        The lines, with their line ends (for ``csv.reader``).
+    not_utf8 : set of int
+        The 1-based numbers of the lines that were not valid UTF-8.
+
+    Example
+    -------
+    >>> import tempfile
+    >>> path = os.path.join(tempfile.mkdtemp(), "m.csv")
+    >>> with open(path, "wb") as f:
+    ...     _ = f.write(b"\xef\xbb\xbfID,wav\na,\xff.wav\n")
+    >>> decode_csv_lines(path)
+    (['ID,wav\n', 'a,\ufffd.wav\n'], {2})
+    """
+    with open(path, "rb") as f:
+        data = f.read()
+    if data.startswith(codecs.BOM_UTF8):
+        data = data[len(codecs.BOM_UTF8) :]
+    lines, not_utf8 = [], set()
+    for number, raw in enumerate(data.splitlines(keepends=True), start=1):
+        try:
+            lines.append(raw.decode("utf-8"))
+        except UnicodeDecodeError:
+            lines.append(raw.decode("utf-8", errors="replace"))
+            not_utf8.add(number)
+    return lines, not_utf8
 
 
 def count_labels(path, data_root=""):

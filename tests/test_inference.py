@@ -4,6 +4,7 @@ transcript (audio-only path, with and without modality dropout).
 """
 
 import csv
+import io
 import os
 
 import pytest
@@ -262,3 +263,80 @@ def test_a_checkpoint_holding_code_is_refused_not_run(exported, tmp_path):
             str(tampered), savedir=str(tmp_path / "savedir")
         )
     assert not marker.exists()
+
+
+def test_cli_manifest_rows_that_cannot_be_read_become_rejects(
+    exported, tmp_path
+):
+    """A spreadsheet's byte-order mark is accepted; a row with too few
+    fields, a line that is not UTF-8 and a repeated ID are rejected with
+    their line numbers; relative paths are relative to the manifest; the
+    output goes into a folder created for it."""
+    _, model, manifest, test = exported
+    rows = read_csv(manifest)[:2]
+    folder = tmp_path / "data"
+    folder.mkdir()
+    for row in rows:  # copied next to the manifest, named relatively
+        wav = folder / f"{row['ID']}.wav"
+        wav.write_bytes(open(row["wav"], "rb").read())
+        row["wav"] = wav.name
+    table = io.StringIO()
+    writer = csv.writer(table, lineterminator="\n")
+    writer.writerow(["ID", "wav", "text"])
+    writer.writerows([r["ID"], r["wav"], r["text"]] for r in rows)
+    writer.writerow(["short_row", "x.wav"])  # line 4
+    writer.writerow([rows[0]["ID"], rows[0]["wav"], "again"])  # line 5
+    data = "\ufeff" + table.getvalue()
+    data = data.encode("utf-8") + b"latin1,caf\xe9.wav,caf\xe9\n"  # line 6
+    mixed = folder / "mixed.csv"
+    mixed.write_bytes(data)
+    output = tmp_path / "new" / "folder" / "out.csv"
+    result = run_python(
+        str(tmp_path),  # another working directory
+        "-m",
+        "speechbrain_turbo.cli",
+        "classify",
+        "--model",
+        str(model),
+        "--manifest",
+        str(mixed),
+        "--output",
+        str(output),
+    )
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    assert [r["ID"] for r in read_csv(output)] == [r["ID"] for r in rows], (
+        result.stderr[-3000:]
+    )
+    rejects = read_csv(f"{output}.rejects.csv")
+    assert [(r["line"], r["ID"]) for r in rejects] == [
+        ("4", "short_row"),
+        ("5", rows[0]["ID"]),
+        ("6", "latin1"),
+    ]
+    assert "2 field(s) where the header has 3" in rejects[0]["why"]
+    assert "duplicate ID (first at line 2)" in rejects[1]["why"]
+    assert "not valid UTF-8" in rejects[2]["why"]
+    assert not list(output.parent.glob(".partial-*"))
+
+
+def test_cli_refuses_to_write_over_its_manifest_or_into_a_folder(
+    exported, tmp_path
+):
+    _, model, manifest, _ = exported
+    copy = tmp_path / "in.csv"
+    copy.write_bytes(manifest.read_bytes())
+    link = tmp_path / "link.csv"
+    link.symlink_to(copy)
+    for output, message in (
+        (copy, "is the input manifest"),
+        (link, "is the input manifest"),
+        (tmp_path, "is a folder"),
+    ):
+        result = cli_classify(
+            model, "--manifest", str(copy), "--output", str(output)
+        )
+        assert result.returncode != 0
+        (line,) = result.stderr.strip().splitlines()
+        assert message in line
+    assert copy.read_bytes() == manifest.read_bytes()
