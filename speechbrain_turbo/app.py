@@ -22,8 +22,6 @@ from dataclasses import dataclass, field
 
 from speechbrain.utils.logger import get_logger
 
-from speechbrain_turbo.screening import audio_problem
-
 logger = get_logger(__name__)
 
 
@@ -57,24 +55,19 @@ def _as_dict(classifier, probabilities):
     }
 
 
-def _unusable(classifier, audio_path):
-    """The page's message for a recording that cannot be used, or None."""
+def _screened(classifier, audio_path):
+    """The recording's waveform, or None and the page's message saying why
+    it cannot be used (the command line's checks,
+    :meth:`TurboClassifier.screened_file`).
+    """
     if not audio_path:
-        return "Record something or upload a file, then press Classify."
-    limit = classifier.max_audio_seconds
-    problem = audio_problem(audio_path, max_seconds=limit)
+        return None, "Record something or upload a file, then press Classify."
+    wav, problem = classifier.screened_file(audio_path)
     if problem is None:
-        return None
+        return wav, None
     # The page names the file as the user knows it, not Gradio's copy.
     reason = problem[0].replace(audio_path, os.path.basename(audio_path))
-    # Usable without the limit: the file is only too long.
-    if limit is not None and audio_problem(audio_path) is None:
-        advice = (
-            f"this model accepts at most {limit:g} s: upload a shorter clip."
-        )
-    else:
-        advice = "record again, or upload a WAV, FLAC or OGG file."
-    return f"Cannot use this recording: {reason}; {advice}"
+    return None, f"Cannot use this recording: {reason}; {problem[1]}."
 
 
 def classify_for_page(classifier, audio_path, text=None):
@@ -100,12 +93,12 @@ def classify_for_page(classifier, audio_path, text=None):
     >>> classify_for_page(None, None).message
     'Record something or upload a file, then press Classify.'
     """
-    problem = _unusable(classifier, audio_path)
+    wav, problem = _screened(classifier, audio_path)
     if problem is not None:
         return PageResult(problem)
     text = (text or "").strip() or None
     try:
-        wav = classifier.load_file(audio_path).unsqueeze(0)
+        wav = wav.unsqueeze(0)
         probabilities, score, _, labels = classifier.classify_batch(
             wav, texts=[text]
         )

@@ -10,14 +10,16 @@ A manifest is a CSV with the columns ``ID`` and ``wav`` and, optionally,
 relative to the manifest's folder. The output CSV has ``ID``,
 ``label``, ``score``, ``text`` (``given``, ``asr``: transcribed by the
 model's Whisper, or ``absent``: audio only) and one ``prob_<label>`` column
-per class. A file that cannot be used (missing, unreadable, truncated,
-empty) is named on stderr with the reason; with a manifest every other row
-is still classified, the bad ones (also: lines that are not UTF-8, rows
-with too few or too many fields, repeated IDs) go to
+per class. A file that cannot be used (missing, unreadable, truncated, empty,
+shorter than 0.1 s, longer than the model's ``max_audio_seconds``, with samples
+that are not finite) is named on stderr with the reason; with a manifest every
+other row is still classified, the bad ones (also: lines that are not UTF-8,
+rows with too few or too many fields, repeated IDs) go to
 ``<output>.rejects.csv`` with their line numbers, and the command exits with
-status 1. The output is never the manifest itself, and is replaced whole
-or not at all. ``serve`` opens a web page to try the model
-(see :mod:`speechbrain_turbo.app`; needs ``pip install -e ".[app]"``).
+status 1. The output is never the manifest itself, and is replaced whole or not
+at all.
+``serve`` opens a web page to try the model (see :mod:`speechbrain_turbo.app`;
+needs ``pip install -e ".[app]"``).
 
 Authors
  * speechbrain-turbo contributors
@@ -43,22 +45,14 @@ def _classifier(model_folder, device):
     )
 
 
-def _problem(path):
-    """Why ``path`` cannot be classified (one line), or None."""
-    from speechbrain_turbo.screening import audio_problem
-
-    problem = audio_problem(path)
-    return None if problem is None else f"{problem[0]}: {problem[1]}"
-
-
 def classify_one(args):
     """Prints the label and probabilities of one file."""
-    problem = _problem(args.audio)
-    if problem:
-        raise SystemExit(f"speechbrain-turbo classify: {problem}")
     model = _classifier(args.model, args.device)
-    probabilities, score, _, labels = model.classify_file(
-        args.audio, text=args.text, transcribe=not args.no_asr
+    wav, problem = model.screened_file(args.audio)
+    if problem is not None:
+        raise SystemExit(f"speechbrain-turbo classify: {': '.join(problem)}")
+    probabilities, score, _, labels = model.classify_batch(
+        wav.unsqueeze(0), texts=[args.text], transcribe=not args.no_asr
     )
     print(f"label: {labels[0]}  score: {float(score[0]):.4f}")
     print(f"text: {model.text_sources[0]}")
@@ -79,18 +73,19 @@ def classify_manifest(args):
     columns += [f"prob_{label}" for label in model.labels]
     results = []
     for line, row in tqdm(rows, desc="classify", unit="file"):
-        problem = _problem(row["wav"])
+        wav, problem = model.screened_file(row["wav"])
         if problem is None:
             try:
-                probabilities, score, _, labels = model.classify_file(
-                    row["wav"],
-                    text=row.get("text") or None,
+                probabilities, score, _, labels = model.classify_batch(
+                    wav.unsqueeze(0),
+                    texts=[row.get("text") or None],
                     transcribe=not args.no_asr,
                 )
             except Exception as error:  # a decoder's own error types
-                problem = f"cannot classify {row['wav']!r}: {error}"
+                problem = (f"cannot classify {row['wav']!r}: {error}",)
         if problem is not None:
-            rejects.append({"line": line, "ID": row["ID"], "why": problem})
+            why = ": ".join(problem)
+            rejects.append({"line": line, "ID": row["ID"], "why": why})
             continue
         results.append(
             [row["ID"], labels[0], f"{float(score[0]):.6f}"]

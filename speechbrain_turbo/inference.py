@@ -28,6 +28,11 @@ from speechbrain.inference.interfaces import Pretrained
 from speechbrain.utils.data_utils import batch_pad_right
 
 from speechbrain_turbo.dataio import load_audio
+from speechbrain_turbo.screening import inspect_audio
+
+# Shorter audio is refused: a filterbank frame is 25 ms and Whisper's
+# convolutions need a few of them; a tenth of a second is no utterance.
+MIN_AUDIO_SECONDS = 0.1
 
 
 class TurboClassifier(Pretrained):
@@ -146,6 +151,50 @@ class TurboClassifier(Pretrained):
         # Training's loader, not Pretrained.load_audio: the model sees the
         # preprocessing it was trained with.
         return load_audio(path, self.hparams.sample_rate)
+
+    def screened_file(self, path):
+        """Reads a file after the checks the command line and the web page
+        share: a readable, complete audio file, at least
+        ``MIN_AUDIO_SECONDS`` and at most the model's ``max_audio_seconds``
+        long, with finite samples.
+
+        Arguments
+        ---------
+        path : str
+            Any audio file.
+
+        Returns
+        -------
+        wav : torch.Tensor or None
+            ``[T]`` waveform, None when the file cannot be used.
+        problem : tuple of str or None
+            ``(reason, what to do)``, None when the file can be used.
+        """
+        problem, seconds = inspect_audio(path)
+        limit = self.max_audio_seconds
+        if problem is None and seconds < MIN_AUDIO_SECONDS:
+            problem = (
+                f"audio {path!r} lasts {seconds:.3f} s, less than the "
+                f"{MIN_AUDIO_SECONDS:g} s needed",
+                "record or upload a longer clip",
+            )
+        elif problem is None and limit is not None and seconds > limit:
+            problem = (
+                f"audio {path!r} lasts {seconds:.1f} s, more than "
+                f"max_audio_seconds={limit:g}",
+                f"this model accepts at most {limit:g} s: cut it into "
+                "shorter clips",
+            )
+        if problem is not None:
+            return None, problem
+        wav = self.load_file(path)
+        if not torch.isfinite(wav).all():
+            return None, (
+                f"audio {path!r} holds samples that are not finite numbers "
+                "(NaN or infinity)",
+                "re-export it from its source",
+            )
+        return wav, None
 
     @property
     def max_audio_seconds(self):

@@ -8,6 +8,7 @@ import io
 import os
 
 import pytest
+import soundfile
 import torch
 import torchaudio
 from conftest import REPO, cli_classify, cli_classify_manifest, run_python
@@ -170,19 +171,34 @@ def test_missing_text_is_transcribed_by_the_models_whisper(exported, tmp_path):
 
 
 def bad_audio_files(folder):
-    """A missing file, an empty file and a text file named .wav."""
+    """A missing file, an empty file, a text file named .wav, 10 samples,
+    a file with a NaN sample and one longer than the demo model's
+    max_audio_seconds (60 s)."""
     empty = folder / "empty.wav"
     empty.write_bytes(b"")
     text = folder / "notes.wav"
     text.write_text("not audio at all\n")
+    short = folder / "short.wav"
+    audio_io.save(str(short), torch.zeros(1, 10), 16000)
+    nan = folder / "nan.wav"
+    samples = torch.zeros(16000)
+    samples[100] = float("nan")
+    soundfile.write(str(nan), samples.numpy(), 16000, subtype="FLOAT")
+    long = folder / "long.wav"
+    audio_io.save(str(long), torch.zeros(1, 61 * 8000), 8000)
     return {
         "missing": (str(folder / "gone.wav"), "no file"),
         "empty": (str(empty), "unreadable audio"),
         "text": (str(text), "unreadable audio"),
+        "short": (str(short), "less than the 0.1 s needed"),
+        "nan": (str(nan), "not finite numbers"),
+        "long": (str(long), "more than max_audio_seconds=60"),
     }
 
 
-@pytest.mark.parametrize("kind", ["missing", "empty", "text"])
+@pytest.mark.parametrize(
+    "kind", ["missing", "empty", "text", "short", "nan", "long"]
+)
 def test_cli_names_a_bad_file_in_one_line(exported, tmp_path, kind):
     _, model, _, _ = exported
     path, reason = bad_audio_files(tmp_path)[kind]
@@ -222,11 +238,13 @@ def test_cli_manifest_classifies_every_good_row_and_lists_the_bad(
     )
     assert result.returncode == 1
     assert "Traceback" not in result.stderr
-    assert "3 of" in result.stderr
+    assert f"{len(bad)} of" in result.stderr
     assert {row["ID"] for row in read_csv(output)} == set(test)
     rejects = read_csv(f"{output}.rejects.csv")
     assert [r["ID"] for r in rejects] == [f"bad_{k}" for k in bad]
-    assert [r["line"] for r in rejects] == ["3", "4", "5"]
+    assert [int(r["line"]) for r in rejects] == list(range(3, 3 + len(bad)))
+    for reject, (_, reason) in zip(rejects, bad.values()):
+        assert reason in reject["why"]
 
 
 class _RunsAShellCommand:
