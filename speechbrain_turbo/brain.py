@@ -442,10 +442,11 @@ class TurboBrain(SpeechBrainWorkarounds, StageReports, sb.Brain):
         min_key : str, optional
             Checkpoint meta key to minimise.
         """
-        super().on_evaluate_start(max_key=max_key, min_key=min_key)
+        # Brain.on_evaluate_start's recovery, keeping the checkpoint loaded
+        # (a FallbackCheckpointer may pass over a broken best one).
         checkpoint = None
         if self.checkpointer is not None:
-            checkpoint = self.checkpointer.find_checkpoint(
+            checkpoint = self.checkpointer.recover_if_possible(
                 max_key=max_key, min_key=min_key
             )
         self.selected_checkpoint = {} if checkpoint is None else checkpoint.meta
