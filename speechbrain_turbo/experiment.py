@@ -13,19 +13,75 @@ Authors
  * speechbrain-turbo contributors
 """
 
+import fcntl
 import hashlib
 import importlib.metadata
 import json
 import os
 import platform
+import socket
 import subprocess
 import sys
+import time
 
 import torch
 from hyperpyyaml import load_hyperpyyaml
 
 IDENTITY_FILE = "run_identity.json"
 RECORD_FILE = "run_record.json"
+LOCK_FILE = "run.lock"
+# Open lock files, held for the life of the process (closing one frees it).
+_held_locks = {}
+
+
+def lock_output_folder(output_folder):
+    """Makes this process the only one training in ``output_folder``.
+
+    Two runs of one command in one folder would interleave their logs and
+    delete each other's checkpoints. The lock (``run.lock``, an ``flock``
+    the system drops when the process ends, however it ends) is held until
+    the process exits; a second process stops with a message naming the
+    first.
+
+    Arguments
+    ---------
+    output_folder : str
+        The run's output folder (created if missing).
+
+    Returns
+    -------
+    None
+
+    Example
+    -------
+    >>> import tempfile
+    >>> folder = tempfile.mkdtemp()
+    >>> lock_output_folder(folder)
+    >>> lock_output_folder(folder)  # this process holds it already
+    """
+    folder = os.path.abspath(output_folder)
+    if folder in _held_locks:
+        return
+    os.makedirs(folder, exist_ok=True)
+    handle = open(os.path.join(folder, LOCK_FILE), "a+", encoding="utf-8")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.seek(0)
+        holder = handle.read().strip() or "another process"
+        handle.close()
+        raise SystemExit(
+            f"{folder} is in use by {holder}: wait for that run to end, or "
+            "give this one its own --output_folder (or --experiment_name)"
+        ) from None
+    handle.seek(0)
+    handle.truncate()
+    handle.write(
+        f"process {os.getpid()} on {socket.gethostname()}, started "
+        f"{time.strftime('%Y-%m-%d %H:%M:%S')}\n"
+    )
+    handle.flush()
+    _held_locks[folder] = handle
 
 
 def check_run_identity(output_folder, hparams_file, overrides):

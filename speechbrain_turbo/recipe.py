@@ -18,13 +18,18 @@ from speechbrain.utils.logger import get_logger
 
 from speechbrain_turbo.brain import TurboBrain
 from speechbrain_turbo.dataio import datasets_from_hparams, read_manifest
-from speechbrain_turbo.experiment import check_run_identity, write_run_record
+from speechbrain_turbo.experiment import (
+    check_run_identity,
+    lock_output_folder,
+    write_run_record,
+)
 
 logger = get_logger(__name__)
 
 
 def start_experiment(hparams, hparams_file, overrides):
-    """Creates the output folder, refusing one made with other settings.
+    """Creates the output folder, refusing one made with other settings or
+    in use by another process.
 
     Arguments
     ---------
@@ -39,6 +44,10 @@ def start_experiment(hparams, hparams_file, overrides):
     -------
     None
     """
+    # One process trains in a folder at a time (under DDP: the main one
+    # holds the lock for all).
+    if sb.utils.distributed.if_main_process():
+        lock_output_folder(hparams["output_folder"])
     # Never resume another configuration's checkpoints from this folder.
     run_on_main(
         check_run_identity,

@@ -30,3 +30,45 @@ def test_edited_hparams_file_is_refused(tmp_path):
     write_hparams(tmp_path, "lr: 2\n")
     with pytest.raises(ValueError, match="the content of hparams.yaml"):
         check_run_identity(folder, hparams, "")
+
+
+def test_a_second_process_cannot_train_in_a_locked_folder(tmp_path):
+    """The lock names the process holding it and frees itself when that
+    process ends, however it ends."""
+    import subprocess
+    import sys
+
+    from conftest import DEMO_RECIPE, run_python
+
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys, time\n"
+            "from speechbrain_turbo.experiment import lock_output_folder\n"
+            f"lock_output_folder({str(tmp_path)!r})\n"
+            "print('locked', flush=True)\n"
+            "time.sleep(60)\n",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        result = run_python(
+            DEMO_RECIPE,
+            "train.py",
+            "hparams/demo.yaml",
+            f"--output_folder={tmp_path}",
+        )
+        assert result.returncode != 0
+        (line,) = result.stderr.strip().splitlines()[-1:]
+        assert f"is in use by process {holder.pid} on" in line
+        assert not (tmp_path / "train_log.txt").exists()
+    finally:
+        holder.kill()
+        holder.wait()
+    # Killed: the lock is free again.
+    from speechbrain_turbo.experiment import lock_output_folder
+
+    lock_output_folder(str(tmp_path))
