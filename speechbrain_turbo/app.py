@@ -10,6 +10,13 @@ exported with ``--asr_hub``, or none), and beside them the audio-only
 prediction, so that one sees what the words changed. A file that cannot be
 used gets a one-line message on the page; the server keeps serving.
 
+Limits: uploads larger than ``max_audio_seconds`` of 48 kHz stereo 32-bit
+audio are refused by the server, transcripts beyond 2,000 characters or
+512 tokens by the page; at most 16 submissions wait for the one worker;
+uploads are deleted after 10 minutes and when the server stops; messages
+name files by their base name only. Bound to another address than the
+loopback one, the server warns that anyone who can reach it can use it.
+
 :func:`classify_for_page` is the page's whole logic and runs without
 Gradio.
 
@@ -23,6 +30,17 @@ from dataclasses import dataclass, field
 from speechbrain.utils.logger import get_logger
 
 logger = get_logger(__name__)
+
+# Transcripts longer than this are refused (a typed sentence or a few; a
+# 10 MB paste would block the page's one worker for minutes).
+MAX_TRANSCRIPT_CHARACTERS = 2000
+MAX_TRANSCRIPT_TOKENS = 512
+# Submissions waiting for the worker beyond this are turned away.
+MAX_QUEUE_SIZE = 16
+# Uploads older than this are deleted (checked every minute), and all of
+# them when the server stops.
+UPLOAD_LIFETIME_SECONDS = 600
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
 
 
 @dataclass
@@ -97,6 +115,9 @@ def classify_for_page(classifier, audio_path, text=None):
     if problem is not None:
         return PageResult(problem)
     text = (text or "").strip() or None
+    problem = _transcript_problem(classifier, text)
+    if problem is not None:
+        return PageResult(problem)
     try:
         wav = wav.unsqueeze(0)
         probabilities, score, _, labels = classifier.classify_batch(
@@ -112,7 +133,10 @@ def classify_for_page(classifier, audio_path, text=None):
             audio_only = _as_dict(classifier, alone)
     except Exception as error:  # a decoder's or the model's own error types
         logger.exception("Could not classify %s", audio_path)
-        return PageResult(f"Could not classify this recording: {error}")
+        # The server's folders stay on the server.
+        reason = str(error).replace(audio_path, os.path.basename(audio_path))
+        reason = reason.replace(os.path.dirname(audio_path), "")
+        return PageResult(f"Could not classify this recording: {reason}")
     used = {
         "given": "the audio and the typed transcript",
         "asr": f"the audio and the model's Whisper transcript “{transcript}”",
@@ -123,6 +147,49 @@ def classify_for_page(classifier, audio_path, text=None):
         audio_only = probabilities
     message = f"**{labels[0]}** ({float(score[0]):.0%}), from {used}."
     return PageResult(message, probabilities, audio_only)
+
+
+def _transcript_problem(classifier, text):
+    """The page's message for a transcript too long to use, or None."""
+    if text is None:
+        return None
+    if len(text) > MAX_TRANSCRIPT_CHARACTERS:
+        return (
+            f"The transcript has {len(text):,} characters; this page takes "
+            f"at most {MAX_TRANSCRIPT_CHARACTERS:,}: shorten it."
+        )
+    if "text" in classifier.modalities:
+        tokens = len(classifier.text_to_ids(text))
+        if tokens > MAX_TRANSCRIPT_TOKENS:
+            return (
+                f"The transcript has {tokens:,} tokens; this page takes at "
+                f"most {MAX_TRANSCRIPT_TOKENS}: shorten it."
+            )
+    return None
+
+
+def upload_limit_bytes(max_audio_seconds):
+    """The largest upload the page accepts: ``max_audio_seconds`` of
+    uncompressed 48 kHz stereo 32-bit audio (the largest usual recording
+    format), plus a megabyte of headers.
+
+    Arguments
+    ---------
+    max_audio_seconds : float or None
+        The model's limit (None: 60 s).
+
+    Returns
+    -------
+    int
+        Bytes.
+
+    Example
+    -------
+    >>> upload_limit_bytes(60)
+    24088576
+    """
+    seconds = 60 if max_audio_seconds is None else max_audio_seconds
+    return int(seconds * 48000 * 2 * 4) + 2**20
 
 
 def build_page(classifier, title="speechbrain-turbo"):
@@ -158,7 +225,11 @@ def build_page(classifier, title="speechbrain-turbo"):
         if classifier.has_asr
         else "left empty, the model uses the audio alone"
     )
-    with gr.Blocks(title=title, analytics_enabled=False) as page:
+    with gr.Blocks(
+        title=title,
+        analytics_enabled=False,
+        delete_cache=(60, UPLOAD_LIFETIME_SECONDS),
+    ) as page:
         gr.Markdown(
             "## Speech emotion recognition with a Turbo model\n"
             f"Classes: {', '.join(classifier.labels)}. Record or upload "
@@ -174,7 +245,9 @@ def build_page(classifier, title="speechbrain-turbo"):
                     elem_id="speech",
                 )
                 text = gr.Textbox(
-                    label="Transcript (optional)", elem_id="transcript"
+                    label="Transcript (optional)",
+                    elem_id="transcript",
+                    max_length=MAX_TRANSCRIPT_CHARACTERS,
                 )
                 button = gr.Button("Classify", variant="primary", elem_id="go")
             with gr.Column():
@@ -225,7 +298,43 @@ def serve(model_folder, host="127.0.0.1", port=7860, device="cpu"):
     classifier = TurboClassifier.from_hparams(
         model_folder, run_opts={"device": device}
     )
+    warn_if_exposed(host)
     page = build_page(
         classifier, title=f"speechbrain-turbo: {os.path.basename(model_folder)}"
     )
-    page.queue().launch(server_name=host, server_port=port, show_error=False)
+    page.queue(max_size=MAX_QUEUE_SIZE).launch(
+        server_name=host,
+        server_port=port,
+        show_error=False,
+        max_file_size=upload_limit_bytes(classifier.max_audio_seconds),
+    )
+
+
+def warn_if_exposed(host):
+    """Warns when the page listens beyond this machine.
+
+    Arguments
+    ---------
+    host : str
+        The address the server binds.
+
+    Returns
+    -------
+    bool
+        True when it warned.
+
+    Example
+    -------
+    >>> warn_if_exposed("127.0.0.1")
+    False
+    """
+    if host in LOOPBACK_HOSTS:
+        return False
+    logger.warning(
+        "Serving on %s: anyone who can reach this address can use the page "
+        "(no login, no rate limit beyond a queue of %d). Keep it behind a "
+        "firewall or a proxy with authentication, or use --host 127.0.0.1.",
+        host,
+        MAX_QUEUE_SIZE,
+    )
+    return True

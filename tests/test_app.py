@@ -116,3 +116,55 @@ def test_served_page_answers_and_survives_bad_input(exported, tmp_path):
         server.wait(timeout=60)
         log.close()
     assert "Traceback" not in log_path.read_text()
+
+
+def test_page_limits_transcripts_and_hides_server_paths(exported, tmp_path):
+    from speechbrain_turbo import app
+    from speechbrain_turbo.inference import TurboClassifier
+
+    _, model, _, test = exported
+    classifier = TurboClassifier.from_hparams(str(model))
+    wav = next(iter(test.values()))["wav"]
+    shown = classify_for_page(classifier, wav, "x" * 2001)
+    assert "2,001 characters" in shown.message and not shown.probabilities
+    shown = classify_for_page(classifier, wav, "a " * 700)  # 1,400 chars
+    assert "tokens; this page takes at most 512" in shown.message
+
+    def fails(*args, **kwargs):
+        raise RuntimeError(f"cannot decode {wav}: bad frame")
+
+    classifier.classify_batch = fails
+    shown = classify_for_page(classifier, wav, "hello")
+    assert os.path.basename(wav) in shown.message
+    assert os.path.dirname(wav) not in shown.message
+
+    # What serve() launches: upload size, queue and cache deletion bounded.
+    launched = {}
+
+    def launch(page, **options):
+        launched.update(page=page, **options)
+
+    import gradio
+
+    original = gradio.Blocks.launch
+    gradio.Blocks.launch = launch
+    try:
+        app.serve(str(model), host="0.0.0.0", port=7999)
+    finally:
+        gradio.Blocks.launch = original
+    assert launched["max_file_size"] == app.upload_limit_bytes(60)
+    page = launched["page"]
+    assert page._queue.max_size == app.MAX_QUEUE_SIZE
+    assert page.delete_cache == (60, app.UPLOAD_LIFETIME_SECONDS)
+    assert launched["server_name"] == "0.0.0.0"
+
+
+def test_serving_beyond_the_loopback_address_warns(caplog):
+    import logging
+
+    from speechbrain_turbo.app import warn_if_exposed
+
+    with caplog.at_level(logging.WARNING):
+        assert not warn_if_exposed("127.0.0.1")
+        assert warn_if_exposed("0.0.0.0")
+    assert "anyone who can reach this address" in caplog.text
