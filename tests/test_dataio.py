@@ -176,3 +176,12 @@ def test_a_co_prime_rate_keeps_duration_and_pitch(tmp_path):
     spectrum = torch.fft.rfft(signal[1000:15000]).abs()
     peak_hz = spectrum.argmax().item() * 16000 / 14000
     assert abs(peak_hz - 440) < 2
+
+
+def test_csv_manifest_with_a_byte_order_mark_reads_its_header(tmp_path):
+    """Spreadsheet programs start their UTF-8 CSV files with a BOM."""
+    path = tmp_path / "m.csv"
+    path.write_bytes("\ufeffID,wav,text,label\na,a.wav,Hi.,joy\n".encode())
+    ((item_id, where, entry),) = read_manifest(str(path))
+    assert item_id == "a" and entry["label"] == "joy"
+    assert where.endswith("line 2 (ID 'a')")
