@@ -66,10 +66,10 @@ class PageResult:
 
 
 def _as_dict(classifier, probabilities):
-    """Label -> probability of the one row of a ``[1, C]`` tensor."""
+    """Label name -> probability of the one row of a ``[1, C]`` tensor."""
     return {
-        label: float(p)
-        for label, p in zip(classifier.labels, probabilities[0].tolist())
+        name: float(p)
+        for name, p in zip(classifier.display_names, probabilities[0].tolist())
     }
 
 
@@ -145,7 +145,11 @@ def classify_for_page(classifier, audio_path, text=None):
     probabilities = _as_dict(classifier, probabilities)
     if source == "absent":
         audio_only = probabilities
-    message = f"**{labels[0]}** ({float(score[0]):.0%}), from {used}."
+    name = classifier.display_names[classifier.labels.index(labels[0])]
+    shown = f"**{name}** ({float(score[0]):.0%})"
+    if name != labels[0]:  # the code too, as the command line prints it
+        shown = f"**{name}** ({labels[0]}, {float(score[0]):.0%})"
+    message = f"{shown}, from {used}."
     return PageResult(message, probabilities, audio_only)
 
 
@@ -232,8 +236,8 @@ def build_page(classifier, title="speechbrain-turbo"):
     ) as page:
         gr.Markdown(
             "## Speech emotion recognition with a Turbo model\n"
-            f"Classes: {', '.join(classifier.labels)}. Record or upload "
-            f"speech, and type what is said if you like ({asr})."
+            f"Classes: {', '.join(classifier.display_names)}. Record or "
+            f"upload speech, and type what is said if you like ({asr})."
         )
         with gr.Row():
             with gr.Column():
@@ -269,6 +273,18 @@ def build_page(classifier, title="speechbrain-turbo"):
             outputs=[message, both, alone],
             api_name="classify",
         )
+        if classifier.examples:
+            # One click fills the inputs and shows the prediction.
+            gr.Examples(
+                examples=[list(example) for example in classifier.examples],
+                inputs=[audio, text],
+                outputs=[message, both, alone],
+                fn=submit,
+                run_on_click=True,
+                cache_examples=False,
+                label="Examples (click one)",
+                elem_id="examples",
+            )
     return page
 
 
@@ -307,6 +323,10 @@ def serve(model_folder, host="127.0.0.1", port=7860, device="cpu"):
         server_port=port,
         show_error=False,
         max_file_size=upload_limit_bytes(classifier.max_audio_seconds),
+        # The exported examples, wherever the model folder is.
+        allowed_paths=sorted(
+            {os.path.dirname(f) for f, _ in classifier.examples}
+        ),
     )
 
 

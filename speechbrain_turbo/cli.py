@@ -229,6 +229,12 @@ def main(argv=None):
     export.add_argument(
         "--asr_hub", help="Whisper model that transcribes missing text"
     )
+    export.add_argument(
+        "--examples",
+        type=int,
+        default=0,
+        help="copy N test utterances as the web page's examples",
+    )
 
     classify = commands.add_parser("classify", help="classify audio")
     classify.add_argument("--model", required=True, help="model folder")
@@ -257,7 +263,10 @@ def main(argv=None):
         serve(args.model, host=args.host, port=args.port, device=args.device)
     elif args.command == "export":
         meta = export_model(
-            args.experiment_folder, args.model_folder, asr_hub=args.asr_hub
+            args.experiment_folder,
+            args.model_folder,
+            asr_hub=args.asr_hub,
+            examples=args.examples,
         )
         scores = {k: v for k, v in meta.items() if k in ("WA", "UA")}
         print(f"Exported to {args.model_folder} (validation {scores})")

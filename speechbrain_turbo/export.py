@@ -10,15 +10,18 @@ Authors
  * speechbrain-turbo contributors
 """
 
+import csv
 import glob
 import io
+import json
 import os
 import shutil
 
 from ruamel.yaml import YAML
 from ruamel.yaml.comments import TaggedScalar
-from speechbrain.utils.checkpoints import Checkpointer
 from speechbrain.utils.logger import get_logger
+
+from speechbrain_turbo.checkpoints import FallbackCheckpointer
 
 logger = get_logger(__name__)
 
@@ -42,7 +45,9 @@ def best_checkpoint(save_folder, max_key="UA"):
     speechbrain.utils.checkpoints.Checkpoint
         The selected checkpoint.
     """
-    checkpoint = Checkpointer(save_folder).find_checkpoint(max_key=max_key)
+    checkpoint = FallbackCheckpointer(save_folder).find_checkpoint(
+        max_key=max_key
+    )
     if checkpoint is None:
         raise FileNotFoundError(
             f"No checkpoint with a validation {max_key} in {save_folder}: "
@@ -92,7 +97,9 @@ def _tag_of(node):
     return getattr(tag, "value", tag) or ""
 
 
-def export_model(experiment_folder, model_folder, max_key="UA", asr_hub=None):
+def export_model(
+    experiment_folder, model_folder, max_key="UA", asr_hub=None, examples=0
+):
     """Writes a model folder from an experiment's best checkpoint.
 
     Arguments
@@ -107,6 +114,11 @@ def export_model(experiment_folder, model_folder, max_key="UA", asr_hub=None):
     asr_hub : str, optional
         A Whisper model (hub name or folder) that transcribes audio given
         without text at inference.
+    examples : int
+        How many test utterances (audio and transcript) to copy into the
+        folder's ``examples/``, for the web page's one-click examples. They
+        are the corpus's recordings: leave 0 where its licence forbids
+        passing them on with the model.
 
     Returns
     -------
@@ -122,8 +134,9 @@ def export_model(experiment_folder, model_folder, max_key="UA", asr_hub=None):
     checkpoint = best_checkpoint(save_folder, max_key=max_key)
     modules = [name for name in tree["modules"] if name not in SKIPPED_MODULES]
     # The duration limit travels with the model: the serving page refuses
-    # what training would have skipped.
-    roots = ["sample_rate", "modalities", "max_audio_seconds", *modules]
+    # what training would have skipped; the label names are what it shows.
+    roots = ["sample_rate", "modalities", "max_audio_seconds", "label_names"]
+    roots += modules
     keys = _needed_keys(tree, [key for key in roots if key in tree])
     os.makedirs(model_folder, exist_ok=True)
 
@@ -189,6 +202,8 @@ def export_model(experiment_folder, model_folder, max_key="UA", asr_hub=None):
         os.path.join(model_folder, "hyperparams.yaml"), "w", encoding="utf-8"
     ) as f:
         f.write("\n".join(lines))
+    if examples:
+        _export_examples(experiment_folder, model_folder, examples)
     logger.info(
         "Exported %s (checkpoint %s) to %s",
         experiment_folder,
@@ -196,6 +211,39 @@ def export_model(experiment_folder, model_folder, max_key="UA", asr_hub=None):
         model_folder,
     )
     return dict(checkpoint.meta)
+
+
+def _export_examples(experiment_folder, model_folder, count):
+    """Copies the first ``count`` screened test utterances (audio and
+    transcript) into ``<model_folder>/examples/`` and lists them in
+    ``examples.csv`` (``file,text``).
+    """
+    from speechbrain_turbo.inference import EXAMPLES_FILE
+
+    screened = os.path.join(experiment_folder, "test_screened.json")
+    if not os.path.exists(screened):
+        raise FileNotFoundError(
+            f"{screened} is missing: examples come from the test set of a "
+            "finished run (export without --examples otherwise)"
+        )
+    with open(screened, encoding="utf-8") as f:
+        entries = list(json.load(f).items())[:count]
+    folder = os.path.join(model_folder, "examples")
+    os.makedirs(folder, exist_ok=True)
+    rows = []
+    for item_id, entry in entries:
+        name = f"{item_id}{os.path.splitext(entry['wav'])[1]}"
+        shutil.copy(entry["wav"], os.path.join(folder, name))
+        rows.append({"file": f"examples/{name}", "text": entry["text"]})
+    with open(
+        os.path.join(model_folder, EXAMPLES_FILE),
+        "w",
+        newline="",
+        encoding="utf-8",
+    ) as f:
+        writer = csv.DictWriter(f, fieldnames=["file", "text"])
+        writer.writeheader()
+        writer.writerows(rows)
 
 
 def _count_classes(label_encoder_file):

@@ -21,6 +21,7 @@ Authors
  * speechbrain-turbo contributors
 """
 
+import csv
 import os
 
 import torch
@@ -30,6 +31,8 @@ from speechbrain.utils.data_utils import batch_pad_right
 from speechbrain_turbo.dataio import load_audio
 from speechbrain_turbo.screening import inspect_audio
 
+# The examples' table in a model folder (see speechbrain_turbo.export).
+EXAMPLES_FILE = "examples.csv"
 # Shorter audio is refused: a filterbank frame is 25 ms and Whisper's
 # convolutions need a few of them; a tenth of a second is no utterance.
 MIN_AUDIO_SECONDS = 0.1
@@ -117,6 +120,29 @@ class TurboClassifier(Pretrained):
         """The class labels, in the order of the probabilities."""
         encoder = self.hparams.label_encoder
         return [encoder.ind2lab[i] for i in range(len(encoder))]
+
+    @property
+    def display_names(self):
+        """The labels as people read them, in the order of ``labels``: the
+        model's ``label_names`` (e.g. IEMOCAP's ``ang`` -> ``angry``), else
+        the labels themselves.
+        """
+        names = getattr(self.hparams, "label_names", None) or {}
+        return [str(names.get(label, label)) for label in self.labels]
+
+    @property
+    def examples(self):
+        """``(audio file, transcript)`` pairs exported with the model
+        (``speechbrain-turbo export --examples N``); empty when none.
+        """
+        table = os.path.join(self.hparams.model_dir, EXAMPLES_FILE)
+        if not os.path.exists(table):
+            return []
+        with open(table, newline="", encoding="utf-8") as f:
+            return [
+                (os.path.join(self.hparams.model_dir, row["file"]), row["text"])
+                for row in csv.DictReader(f)
+            ]
 
     def text_to_ids(self, text):
         """Token ids of a transcript, as the training data pipeline made.

@@ -138,7 +138,13 @@ def exported(tmp_path_factory, tiny_corpus):
     assert trained.returncode == 0, trained.stderr[-3000:]
     model = tmp_path / "model"
     result = run_python(
-        REPO, "-m", "speechbrain_turbo.cli", "export", str(run), str(model)
+        REPO,
+        "-m",
+        "speechbrain_turbo.cli",
+        "export",
+        str(run),
+        str(model),
+        "--examples=2",
     )
     assert result.returncode == 0, result.stderr[-3000:]
     test = json.loads((run / "test_screened.json").read_text())

@@ -20,8 +20,11 @@ from speechbrain_turbo.app import classify_for_page
 pytestmark = pytest.mark.slow
 
 
-def assert_same_answer(shown, row):
-    """The page's probabilities are the CLI's (printed to 6 decimals)."""
+def assert_same_answer(shown, row, classifier):
+    """The page's probabilities are the CLI's (printed to 6 decimals); the
+    page names the labels, the CLI gives their codes."""
+    code = dict(zip(classifier.display_names, classifier.labels))
+    shown = {code[name]: p for name, p in shown.items()}
     assert max(shown, key=shown.get) == row["label"]
     assert {f"prob_{k}": v for k, v in shown.items()} == pytest.approx(
         {k: float(v) for k, v in row.items() if k.startswith("prob_")},
@@ -49,12 +52,12 @@ def test_page_gives_the_cli_label_and_probabilities(exported, tmp_path):
         alone = rows[f"{item_id}_alone"]
         shown = classify_for_page(classifier, entry["wav"], entry["text"])
         assert "typed transcript" in shown.message
-        assert_same_answer(shown.probabilities, rows[item_id])
-        assert_same_answer(shown.audio_only, alone)
+        assert_same_answer(shown.probabilities, rows[item_id], classifier)
+        assert_same_answer(shown.audio_only, alone, classifier)
         # An empty box: this model has no ASR, so the audio alone.
         shown = classify_for_page(classifier, entry["wav"], "  ")
         assert "audio alone" in shown.message
-        assert_same_answer(shown.probabilities, alone)
+        assert_same_answer(shown.probabilities, alone, classifier)
 
 
 def bad_recordings(folder):
@@ -168,3 +171,38 @@ def test_serving_beyond_the_loopback_address_warns(caplog):
         assert not warn_if_exposed("127.0.0.1")
         assert warn_if_exposed("0.0.0.0")
     assert "anyone who can reach this address" in caplog.text
+
+
+def test_page_names_the_classes_and_offers_the_exported_examples(exported):
+    """IEMOCAP's codes appear in words, with the code beside the winner;
+    the examples exported with the model are on the page, one click from
+    a prediction."""
+    from speechbrain_turbo.app import build_page
+    from speechbrain_turbo.inference import TurboClassifier
+
+    _, model, _, test = exported
+    classifier = TurboClassifier.from_hparams(str(model))
+    assert sorted(classifier.display_names) == [
+        "angry",
+        "happy or excited",
+        "neutral",
+        "sad",
+    ]
+    examples = classifier.examples
+    assert len(examples) == 2
+    first_id, first = next(iter(test.items()))
+    assert os.path.basename(examples[0][0]) == f"{first_id}.wav"
+    assert examples[0][1] == first["text"]
+    shown = classify_for_page(classifier, *examples[0])
+    name = max(shown.probabilities, key=shown.probabilities.get)
+    code = classifier.labels[classifier.display_names.index(name)]
+    # The code beside the name where they differ (IEMOCAP's "sad" is both).
+    prefix = f"**{name}** ({code}, " if code != name else f"**{name}** ("
+    assert shown.message.startswith(prefix)
+    page = build_page(classifier)
+    datasets = [
+        block
+        for block in page.blocks.values()
+        if getattr(block, "elem_id", None) == "examples"
+    ]
+    assert len(datasets) == 1 and len(datasets[0].samples) == 2

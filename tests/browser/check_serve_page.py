@@ -4,10 +4,14 @@ Serves a model on a loopback port, then drives headless Chromium
 (Debian's ``chromium`` package) through Playwright: uploads a recording,
 types its transcript, presses Classify and compares the label shown with
 the one ``speechbrain-turbo classify`` prints; uploads a file that is not
-audio and expects the page's message. Saves a screenshot of the answered
-page. Exits with status 1 on any mismatch.
+audio and expects the page's message; clicks the first example exported
+with the model (``export --examples N``) and expects its prediction, the
+label the command line gives for the same file and transcript. Saves a
+screenshot of the answered page. Exits with status 1 on any mismatch.
 
     apt-get install chromium && pip install -e ".[browser]"
+    speechbrain-turbo export results/demo/turbo/session5_seed1234 \\
+        results/demo_model --examples 2
     wav=results/demo/corpus/Session5/sentences/wav/Ses05F_impro01
     python tests/browser/check_serve_page.py --model results/demo_model \\
         --audio $wav/Ses05F_impro01_F000.wav \\
@@ -109,19 +113,49 @@ def start_server(model, **popen_options):
     return server, url
 
 
-def submit(page, audio, text):
-    """Uploads ``audio``, types ``text``, presses Classify; the message."""
-    page.locator("#speech input[type=file]").set_input_files(audio)
-    page.locator("#transcript textarea").fill(text)
+def answer(page):
+    """Waits for the page's answer; the message."""
     # While the model runs, the message box shows Gradio's progress timer;
     # the answer is a prediction ("... from ...") or a refusal.
-    page.locator("#go").click()
     page.wait_for_function(
         "() => /(\\), from |^Cannot use|^Could not)/.test("
         "document.querySelector('#message').innerText.trim())",
         timeout=120_000,
     )
     return page.locator("#message").inner_text().strip()
+
+
+def submit(page, audio, text):
+    """Uploads ``audio``, types ``text``, presses Classify; the message."""
+    page.locator("#speech input[type=file]").set_input_files(audio)
+    page.locator("#transcript textarea").fill(text)
+    page.locator("#go").click()
+    return answer(page)
+
+
+def shown_code(message):
+    """The label code in a prediction message: ``**name** (code, 63%)``
+    or, where the name is the code, ``**code** (63%)``.
+    """
+    # The page renders the Markdown: the asterisks may be gone.
+    match = re.match(r"\*{0,2}(.+?)\*{0,2} \((?:([^,\s]+), )?\d+%\)", message)
+    if match is None:
+        return None
+    return match.group(2) or match.group(1)
+
+
+def exported_examples(model):
+    """The ``(file, transcript)`` pairs of the model's examples.csv."""
+    import csv
+
+    table = os.path.join(model, "examples.csv")
+    if not os.path.exists(table):
+        return []
+    with open(table, newline="", encoding="utf-8") as f:
+        return [
+            (os.path.join(model, row["file"]), row["text"])
+            for row in csv.DictReader(f)
+        ]
 
 
 def check(args, url):
@@ -148,14 +182,31 @@ def check(args, url):
             )
         page.goto(url)  # a clean page for the screenshot
 
+        examples = exported_examples(args.model)
+        if not examples:
+            failures.append(f"{args.model} has no examples (--examples N)")
+        else:
+            audio, text = examples[0]
+            page.locator("#examples tbody tr").first.click()
+            message = answer(page)
+            print(f"example: {message}")
+            example_label = cli_label(args.model, audio, text)
+            if shown_code(message) != example_label:
+                failures.append(
+                    f"the example shows {message!r}, the CLI says "
+                    f"{example_label!r}"
+                )
+        page.goto(url)
+
         message = submit(page, args.audio, args.text)
-        shown = message.split(" ", 1)[0]
         print(f"page: {message}")
         print(f"CLI label: {expected}")
-        if shown != expected:
-            failures.append(f"page shows {shown!r}, the CLI says {expected!r}")
-        if expected not in page.locator("#prediction").inner_text():
-            failures.append("the probability chart does not show the label")
+        if shown_code(message) != expected:
+            failures.append(
+                f"page shows {message!r}, the CLI says {expected!r}"
+            )
+        if "%" not in page.locator("#prediction").inner_text():
+            failures.append("the probability chart shows no probability")
         page.screenshot(path=args.screenshot, full_page=True)
         print(f"screenshot: {args.screenshot}")
         browser.close()
