@@ -43,7 +43,9 @@ setup(
         "dev": [
             "espeakng-loader>=0.2.4",
             "gradio>=5",
+            "filelock>=3",
             "pytest>=7",
+            "pytest-xdist>=3",
             "ruff>=0.6",
         ],
     },

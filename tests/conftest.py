@@ -1,5 +1,6 @@
 """Shared fixtures: a tiny synthesised corpus, tiny random HF models and a
-tiny exported model."""
+tiny exported model, each built once per test run (also when pytest-xdist
+runs the tests in several processes)."""
 
 import csv
 import glob
@@ -8,7 +9,13 @@ import os
 import subprocess
 import sys
 
+# pytest-xdist runs one test process per core: one thread each, as two
+# torch processes with a thread per core slow each other down many times.
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    os.environ["OMP_NUM_THREADS"] = "1"
+
 import pytest
+from filelock import FileLock
 
 from speechbrain_turbo.demo import synthesize_corpus
 from speechbrain_turbo.random_hf_models import (
@@ -57,23 +64,62 @@ def corpus_transcripts(corpus):
     return texts
 
 
+def built_once(tmp_path_factory, name, build):
+    """A folder of this test run that ``build(folder)`` fills once.
+
+    Under pytest-xdist every worker gets the same folder (in the run's
+    common temporary folder); the first to arrive builds it while the
+    others wait on a file lock.
+
+    Arguments
+    ---------
+    tmp_path_factory : pytest.TempPathFactory
+        pytest's session temporary-path factory.
+    name : str
+        The folder's name, unique among the shared fixtures.
+    build : callable
+        Called with the (new, empty) folder.
+
+    Returns
+    -------
+    pathlib.Path
+        The built folder.
+    """
+    root = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        root = root.parent  # common to all workers of this run
+    folder = root / name
+    with FileLock(str(root / f"{name}.lock")):
+        done = root / f"{name}.built"
+        if not done.exists():
+            folder.mkdir(exist_ok=True)
+            build(folder)
+            done.touch()
+    return folder
+
+
 @pytest.fixture(scope="session")
 def tiny_corpus(tmp_path_factory):
     """An IEMOCAP-layout demo corpus of 8 utterances per speaker."""
-    folder = tmp_path_factory.mktemp("tiny_corpus") / "corpus"
-    synthesize_corpus(str(folder), utterances_per_speaker=8)
-    return folder
+
+    def build(folder):
+        synthesize_corpus(str(folder / "corpus"), utterances_per_speaker=8)
+
+    return built_once(tmp_path_factory, "tiny_corpus", build) / "corpus"
 
 
 @pytest.fixture(scope="session")
 def tiny_hf_models(tmp_path_factory, tiny_corpus):
     """Local folders of a tiny wav2vec2 and a tiny RoBERTa (+ tokenizer)."""
-    root = tmp_path_factory.mktemp("tiny_hf")
-    audio = save_random_speech_model(str(root / "wav2vec2"), "wav2vec2")
-    text = save_random_text_model(
-        str(root / "roberta"), corpus_transcripts(tiny_corpus), "roberta"
-    )
-    return audio, text
+
+    def build(root):
+        save_random_speech_model(str(root / "wav2vec2"), "wav2vec2")
+        save_random_text_model(
+            str(root / "roberta"), corpus_transcripts(tiny_corpus), "roberta"
+        )
+
+    root = built_once(tmp_path_factory, "tiny_hf", build)
+    return str(root / "wav2vec2"), str(root / "roberta")
 
 
 DEMO_RECIPE = os.path.join(REPO, "recipes", "IEMOCAP", "turbo")
@@ -124,34 +170,36 @@ def exported(tmp_path_factory, tiny_corpus):
     Returns the run folder, the model folder, a test manifest
     (``ID,wav,text``) and the screened test entries.
     """
-    tmp_path = tmp_path_factory.mktemp("inference")
-    run = tmp_path / "run"
-    trained = run_python(
-        DEMO_RECIPE,
-        "train.py",
-        "hparams/demo.yaml",
-        f"--data_folder={tiny_corpus}",
-        f"--output_folder={run}",
-        *TINY,
-        "--modality_dropout=0.3",
-    )
-    assert trained.returncode == 0, trained.stderr[-3000:]
-    model = tmp_path / "model"
-    result = run_python(
-        REPO,
-        "-m",
-        "speechbrain_turbo.cli",
-        "export",
-        str(run),
-        str(model),
-        "--examples=2",
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
+
+    def build(folder):
+        trained = run_python(
+            DEMO_RECIPE,
+            "train.py",
+            "hparams/demo.yaml",
+            f"--data_folder={tiny_corpus}",
+            f"--output_folder={folder / 'run'}",
+            *TINY,
+            "--modality_dropout=0.3",
+        )
+        assert trained.returncode == 0, trained.stderr[-3000:]
+        result = run_python(
+            REPO,
+            "-m",
+            "speechbrain_turbo.cli",
+            "export",
+            str(folder / "run"),
+            str(folder / "model"),
+            "--examples=2",
+        )
+        assert result.returncode == 0, result.stderr[-3000:]
+
+    folder = built_once(tmp_path_factory, "inference", build)
+    run = folder / "run"
     test = json.loads((run / "test_screened.json").read_text())
-    manifest = tmp_path / "test.csv"
+    manifest = tmp_path_factory.mktemp("manifest") / "test.csv"
     with open(manifest, "w", newline="", encoding="utf-8") as f:
         writer = csv.writer(f)
         writer.writerow(["ID", "wav", "text"])
         for item_id, entry in test.items():
             writer.writerow([item_id, entry["wav"], entry["text"]])
-    return run, model, manifest, test
+    return run, folder / "model", manifest, test
