@@ -5,6 +5,9 @@ this collects the test metrics of the selected checkpoints and writes
 ``results.csv`` and ``results.md`` (one row per run, then mean and standard
 deviation) under ``<output_root>/<name>``. Finished runs (those with a
 ``test_metrics.json``) are not run again, so an interrupted sweep resumes.
+With ``--delete_checkpoints`` the checkpoints of each finished run are
+deleted (a fine-tuned pretrained model's take hundreds of MB a run; the
+metrics, predictions and logs stay).
 A recipe exposes it through a small ``cross_validate.py`` that names its
 ``train.py`` and its fold key (``test_session`` for IEMOCAP, ``test_fold``
 for EmoDB).
@@ -23,8 +26,10 @@ Authors
 import argparse
 import csv
 import fcntl
+import glob
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -40,7 +45,15 @@ COLUMNS = ("valid_UA", *METRICS, "UA_without_text", "cpu_minutes")
 
 
 def run_one(
-    train_py, fold_key, hparams_file, run_folder, fold, seed, overrides, threads
+    train_py,
+    fold_key,
+    hparams_file,
+    run_folder,
+    fold,
+    seed,
+    overrides,
+    threads,
+    delete_checkpoints=False,
 ):
     """Trains and tests one fold and seed, unless it already finished.
 
@@ -62,6 +75,8 @@ def run_one(
         Extra ``--key=value`` overrides for train.py.
     threads : int
         CPU threads of the run (OMP_NUM_THREADS).
+    delete_checkpoints : bool
+        Delete the run's checkpoints (``save/CKPT*``) once it has finished.
 
     Returns
     -------
@@ -109,8 +124,25 @@ def run_one(
                         "Failed: fold %s, seed %s: see %s", fold, seed, log_path
                     )
                     return None
+    if delete_checkpoints:
+        _delete_checkpoints(run_folder)
     with open(metrics_file, encoding="utf-8") as f:
         return json.load(f)
+
+
+def _delete_checkpoints(run_folder):
+    """Deletes a finished run's checkpoint folders, logging the space freed."""
+    freed = 0
+    for checkpoint in glob.glob(os.path.join(run_folder, "save", "CKPT*")):
+        for parent, _, files in os.walk(checkpoint):
+            freed += sum(
+                os.path.getsize(os.path.join(parent, f)) for f in files
+            )
+        shutil.rmtree(checkpoint)
+    if freed:
+        logger.info(
+            "Deleted the checkpoints of %s (%.0f MB)", run_folder, freed / 1e6
+        )
 
 
 def _without_text_UA(run_folder):
@@ -235,6 +267,11 @@ def main(train_py, fold_key, argv=None):
     parser.add_argument("--jobs", type=int, default=1, help="parallel runs")
     parser.add_argument("--threads", type=int, default=1, help="per run")
     parser.add_argument("--output_root", default="results/cross_validation")
+    parser.add_argument(
+        "--delete_checkpoints",
+        action="store_true",
+        help="delete each finished run's checkpoints (keeps its results)",
+    )
     argv = sys.argv[1:] if argv is None else argv
     command = "python cross_validate.py " + " ".join(argv)
     overrides = []
@@ -260,6 +297,7 @@ def main(train_py, fold_key, argv=None):
             seed,
             overrides,
             args.threads,
+            args.delete_checkpoints,
         )
         return fold, seed, run_folder, metrics
 

@@ -82,6 +82,39 @@ def test_a_run_locked_by_another_process_is_skipped(tmp_path):
     assert not (folder / "stdout.txt").exists()
 
 
+def test_delete_checkpoints_keeps_the_results_of_each_run(tmp_path):
+    # A stand-in train.py: writes its metrics and one checkpoint.
+    train_py = tmp_path / "train.py"
+    train_py.write_text(
+        "import json, os, sys\n"
+        "out = [a.split('=', 1)[1] for a in sys.argv if "
+        "a.startswith('--output_folder=')][0]\n"
+        "os.makedirs(os.path.join(out, 'save', 'CKPT+1'))\n"
+        "open(os.path.join(out, 'save', 'CKPT+1', 'model.ckpt'), 'wb')"
+        ".write(bytes(1000))\n"
+        "open(os.path.join(out, 'save', 'label_encoder.txt'), 'w').close()\n"
+        "json.dump({'WA': 0.6, 'UA': 0.5, 'macro_F1': 0.4, 'epoch': 2, "
+        "'selected_on_valid': {'UA': 0.5}}, "
+        "open(os.path.join(out, 'test_metrics.json'), 'w'))\n"
+    )
+    root = tmp_path / "cv"
+    arguments = ["hparams.yaml", "--name=run", "--folds", "1", "--seeds", "1"]
+    cross_validate.main(
+        str(train_py), "test_fold", [*arguments, f"--output_root={root}"]
+    )
+    run = root / "run" / "fold1_seed1"
+    assert (run / "save" / "CKPT+1" / "model.ckpt").exists()  # kept by default
+
+    cross_validate.main(
+        str(train_py),
+        "test_fold",
+        [*arguments, f"--output_root={root}", "--delete_checkpoints"],
+    )
+    assert not (run / "save" / "CKPT+1").exists()
+    assert (run / "save" / "label_encoder.txt").exists()
+    assert "| 1 | 1 | 0.5000 |" in (root / "run" / "results.md").read_text()
+
+
 def finished_sweep(root, runs):
     """Fold-4 runs already finished (``{name: test UA per seed}``),
     tabulated by the runner: none of them trains again."""

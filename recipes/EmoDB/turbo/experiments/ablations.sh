@@ -17,7 +17,7 @@ sweep() {
     shift
     python cross_validate.py hparams/pretrained.yaml --name "$name" \
         --jobs "$jobs" --folds 1 2 3 4 5 --seeds 1 --output_root "$root" \
-        -- --data_folder="$data" \
+        --delete_checkpoints -- --data_folder="$data" \
         --audio_hub="$pretrained/whisper-tiny.en" \
         --text_hub="$pretrained/all-MiniLM-L6-v2" "$@"
 }
@@ -27,4 +27,5 @@ sweep turbo_paper --turbo_weight=1.0 --turbo_reduction=sum \
 sweep in_modal_only --cross_modal_weight=0
 sweep cross_modal_only --in_modal_weight=0
 sweep text_only --modalities=[text] --turbo_weight=0 --twin_pass=False
-python -m speechbrain_turbo.cross_validate "$root" --paired_with baseline
+python -m speechbrain_turbo.cross_validate "$root" --paired_with baseline \
+    --paired_metrics UA macro_F1

@@ -16,7 +16,7 @@ sweep() {
     shift
     local run=(
         python cross_validate.py hparams/pretrained.yaml --name "$name"
-        --jobs "$jobs"
+        --jobs "$jobs" --delete_checkpoints
     )
     local overrides=(
         -- --data_folder="$data"

@@ -20,6 +20,7 @@ sweep() {
     shift
     python cross_validate.py hparams/pretrained.yaml --name "$name" \
         --jobs "$jobs" --folds 1 2 3 4 5 --seeds "${seeds[@]}" \
+        --delete_checkpoints \
         --output_root "$root" \
         -- --data_folder="$data" \
         --audio_hub="$pretrained/whisper-tiny.en" \
