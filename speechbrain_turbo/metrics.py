@@ -31,6 +31,11 @@ from speechbrain.utils.logger import get_logger
 
 logger = get_logger(__name__)
 
+# The curves are redrawn after an epoch only when the last drawing is this
+# old (and always after the last epoch): drawing takes about a second,
+# as long as a whole epoch of a small model.
+CURVES_INTERVAL_S = 60.0
+
 
 def classification_metrics(targets, predictions, num_classes):
     """WA, UA, macro-F1 and the confusion matrix of a set of predictions.
@@ -341,7 +346,10 @@ class StageReports:
         return stats
 
     def _record_history(self, epoch, valid_stats):
-        """Appends the epoch to history.jsonl and redraws the curves PNG."""
+        """Appends the epoch to history.jsonl and redraws the curves PNG
+        (after the first and the last epoch, and in between when the last
+        drawing is ``CURVES_INTERVAL_S`` old).
+        """
         if not sb.utils.distributed.if_main_process():
             return
         folder = self.hparams.output_folder
@@ -353,11 +361,20 @@ class StageReports:
         }
         with open(path, "a", encoding="utf-8") as f:
             f.write(json.dumps(record) + "\n")
+        drawn = getattr(self, "_curves_drawn_at", None)
+        last_epoch = epoch >= self.hparams.epoch_counter.limit
+        if (
+            drawn is not None
+            and not last_epoch
+            and time.monotonic() - drawn < CURVES_INTERVAL_S
+        ):
+            return
         with open(path, encoding="utf-8") as f:
             history = [json.loads(line) for line in f]
         plot_training_curves(
             history, os.path.join(folder, "training_curves.png")
         )
+        self._curves_drawn_at = time.monotonic()
 
     def _evaluation_stats(self, stage_loss):
         """WA, UA and macro-F1 of the stage's predictions."""

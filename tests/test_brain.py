@@ -727,3 +727,35 @@ def test_epoch_reports_the_fraction_of_audio_that_was_padding():
     brain.on_stage_end(sb.Stage.TRAIN, 0.0)
     padded = 4 * 13 - (10 + 11 + 12 + 13)
     assert brain.train_stats["padding"] == pytest.approx(padded / (52 + 10))
+
+
+def test_training_curves_are_drawn_after_the_first_and_last_epoch(
+    tmp_path, monkeypatch
+):
+    from types import SimpleNamespace
+
+    from speechbrain_turbo import metrics
+
+    drawn = []
+    monkeypatch.setattr(
+        metrics,
+        "plot_training_curves",
+        lambda history, path: drawn.append(len(history)),
+    )
+    reports = metrics.StageReports()
+    reports.hparams = SimpleNamespace(
+        output_folder=str(tmp_path),
+        epoch_counter=SimpleNamespace(limit=5),
+    )
+    reports.train_stats = {"CE": 1.0}
+    for epoch in range(1, 6):
+        reports._record_history(epoch, {"UA": 0.5})
+    # Epochs 2-4 end within CURVES_INTERVAL_S of the drawing after epoch 1.
+    assert drawn == [1, 5]
+    lines = (tmp_path / "history.jsonl").read_text().splitlines()
+    assert len(lines) == 5  # the history itself is written every epoch
+
+    monkeypatch.setattr(metrics, "CURVES_INTERVAL_S", 0.0)
+    drawn.clear()
+    reports._record_history(6, {"UA": 0.5})
+    assert drawn == [6]
