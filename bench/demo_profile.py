@@ -68,7 +68,7 @@ PHASES = [
     ("validation", [("speechbrain/core.py", "_fit_valid")]),
     ("test, both passes", [("speechbrain/core.py", "evaluate")]),
     (
-        "plots (training curves every epoch, confusion matrices)",
+        "plots (training curves, confusion matrices)",
         [
             ("speechbrain_turbo/metrics.py", "plot_training_curves"),
             ("speechbrain_turbo/metrics.py", "write_confusion_matrix"),

@@ -241,6 +241,69 @@ class MaskedStatisticsPooling(torch.nn.Module):
         return torch.cat([mean, (variance + self.eps).sqrt()], dim=-1)
 
 
+class RandomCrop(torch.nn.Module):
+    """Cuts each training waveform to at most ``max_seconds``, at a random
+    offset within its own length, and the batch to that length.
+
+    A batch is padded to its longest utterance, so a few long utterances
+    make every row costly; cropped, the batch costs at most
+    ``max_seconds`` per row. Meant as a recipe's ``wav_augment`` (training
+    only: validation and test see whole utterances). Shorter utterances
+    are kept whole. The offsets come from torch's global generator.
+
+    Arguments
+    ---------
+    max_seconds : float
+        Longest kept duration.
+    sample_rate : int
+        Samples per second of the waveforms.
+
+    Example
+    -------
+    >>> crop = RandomCrop(max_seconds=1.0, sample_rate=4)
+    >>> wavs = torch.arange(1.0, 17.0).reshape(2, 8)
+    >>> cropped, lengths = crop(wavs, torch.tensor([1.0, 0.25]))
+    >>> cropped.shape, lengths.tolist()
+    (torch.Size([2, 4]), [1.0, 0.5])
+    >>> cropped[1].tolist()  # the second row keeps its 2 samples
+    [9.0, 10.0, 0.0, 0.0]
+    """
+
+    def __init__(self, max_seconds, sample_rate=16000):
+        super().__init__()
+        if max_seconds <= 0:
+            raise ValueError(f"max_seconds must be > 0, got {max_seconds}")
+        self.max_samples = int(round(max_seconds * sample_rate))
+
+    def forward(self, wavs, lengths):
+        """Crops ``wavs`` ``[B, T]`` with relative ``lengths`` ``[B]``.
+
+        Arguments
+        ---------
+        wavs : torch.Tensor
+            ``[B, T]`` padded waveforms.
+        lengths : torch.Tensor
+            ``[B]`` relative lengths.
+
+        Returns
+        -------
+        tuple
+            ``[B, min(T, max)]`` waveforms and their relative lengths.
+        """
+        total = wavs.shape[1]
+        if total <= self.max_samples:
+            return wavs, lengths
+        real = (lengths * total).round().long().clamp(min=1, max=total)
+        kept = real.clamp(max=self.max_samples)
+        slack = (real - kept + 1).to(wavs.device)
+        offsets = (torch.rand(len(real), device=wavs.device) * slack).long()
+        steps = torch.arange(self.max_samples, device=wavs.device)
+        index = (offsets[:, None] + steps).clamp(max=total - 1)
+        cropped = wavs.gather(1, index)
+        cropped = cropped * (steps < kept.to(wavs.device)[:, None])
+        return cropped, kept.to(lengths.dtype) / self.max_samples
+
+
 class ConvEncoder(torch.nn.Module):
     """A small from-scratch encoder: 1-D convolutions with dropout.
 

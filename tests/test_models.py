@@ -1,10 +1,10 @@
 """ModalityEncoder with SpeechBrain's ECAPA-TDNN and feature augmentation;
-the fusion with and without cross-modal interactions."""
+the fusion with and without cross-modal interactions; the training crop."""
 
 import torch
 from speechbrain.lobes.models.ECAPA_TDNN import ECAPA_TDNN
 
-from speechbrain_turbo.models import ConcatFusion, ModalityEncoder
+from speechbrain_turbo.models import ConcatFusion, ModalityEncoder, RandomCrop
 
 
 class RecordingMask(torch.nn.Module):
@@ -92,3 +92,35 @@ def test_fusion_without_interactions_adds_per_modality_logits():
         rows = {"audio": audio.repeat(50, 1), "text": texts.repeat(50, 1)}
         fusion(rows).sum().backward()
         assert fusion.absent["text"].grad.abs().sum() > 0
+
+
+def test_random_crop_keeps_a_window_of_each_row_and_short_rows_whole():
+    torch.manual_seed(0)
+    sample_rate, total = 10, 60
+    real = torch.tensor([60, 45, 20, 3])
+    wavs = torch.zeros(4, total)
+    for row, n in enumerate(real.tolist()):
+        wavs[row, :n] = torch.arange(1, n + 1) + 100 * row
+    crop = RandomCrop(max_seconds=2.5, sample_rate=sample_rate)
+    offsets = set()
+    for _ in range(20):
+        cropped, lengths = crop(wavs, real / total)
+        assert cropped.shape == (4, 25)
+        kept = (lengths * 25).round().long()
+        assert kept.tolist() == [25, 25, 20, 3]
+        for row, n in enumerate(kept.tolist()):
+            window = cropped[row, :n]
+            start = int(window[0]) - 100 * row - 1
+            # A contiguous window inside the row's own samples, then zeros.
+            expected = torch.arange(start + 1, start + n + 1) + 100 * row
+            assert torch.equal(window, expected.float())
+            assert start + n <= real[row]
+            assert not cropped[row, n:].any()
+            if row == 0:
+                offsets.add(start)
+        # Rows no longer than the crop are kept whole, from their start.
+        assert cropped[2, 0] == 201 and cropped[3, 0] == 301
+    assert len(offsets) > 5  # the window moves
+    # A batch already short enough is returned as it is.
+    short, same = crop(wavs[:, :20], torch.ones(4))
+    assert short.shape == (4, 20) and torch.equal(same, torch.ones(4))
