@@ -24,6 +24,7 @@ import subprocess
 import sys
 import time
 
+import speechbrain as sb
 import torch
 from hyperpyyaml import load_hyperpyyaml
 
@@ -222,7 +223,8 @@ def write_run_record(output_folder, manifests):
     """Writes ``run_record.json``: what reproducing this run needs.
 
     The command line, Python, platform, the version of every package of the
-    running interpreter, torch's threads and devices, the git revision of
+    running interpreter, the version and folder of the SpeechBrain imported,
+    torch's threads and devices, the git revision of
     ``speechbrain_turbo`` (when installed from a checkout) and the SHA-256
     of each data manifest. A resumed run overwrites it. (SpeechBrain's own
     ``env.log`` lists the packages of the ``pip`` found on ``PATH``, which
@@ -259,6 +261,12 @@ def write_run_record(output_folder, manifests):
         "python": sys.version,
         "platform": platform.platform(),
         "packages": dict(sorted(packages.items(), key=lambda i: i[0].lower())),
+        # The SpeechBrain that runs, which a checkout on PYTHONPATH makes
+        # differ from the installed package listed above.
+        "speechbrain": {
+            "version": sb.__version__,
+            "path": os.path.dirname(os.path.abspath(sb.__file__)),
+        },
         "torch": {
             "version": torch.__version__,
             "threads": torch.get_num_threads(),

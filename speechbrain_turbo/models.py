@@ -10,11 +10,25 @@ Authors
  * speechbrain-turbo contributors
 """
 
+import inspect
+
 import torch
 from speechbrain.dataio.dataio import length_to_mask
-from speechbrain.utils.callchains import lengths_arg_name
 
 from speechbrain_turbo.twin_pass import twin_pass
+
+try:  # SpeechBrain 1.1.2 and newer
+    from speechbrain.utils.callchains import lengths_arg_name
+except ImportError:  # earlier releases and sources
+
+    def lengths_arg_name(func):
+        """The name of ``func``'s relative-lengths argument (``lengths`` or
+        ``wav_lens``, as HuggingFace lobes call it), or None: what
+        SpeechBrain 1.1.2's ``speechbrain.utils.callchains`` provides.
+        """
+        spec = inspect.getfullargspec(func)
+        names = spec.args + spec.kwonlyargs
+        return next((n for n in ("lengths", "wav_lens") if n in names), None)
 
 
 class ModalityEncoder(torch.nn.Module):

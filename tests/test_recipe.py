@@ -166,7 +166,9 @@ def test_run_records_packages_code_and_manifest_checksums(runs):
 
     output = runs[1][0]
     record = json.loads((output / "run_record.json").read_text())
-    assert record["packages"]["speechbrain"] == speechbrain.__version__
+    assert record["speechbrain"]["version"] == speechbrain.__version__
+    running = os.path.dirname(speechbrain.__file__)
+    assert record["speechbrain"]["path"] == running
     assert record["torch"]["version"] == torch.__version__
     for split in ("train", "valid", "test"):
         data = (output / f"{split}.json").read_bytes()
