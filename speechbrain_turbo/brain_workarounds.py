@@ -8,17 +8,95 @@ samplers' epochs, sharded evaluation, CPU (gloo) runs, a clean exit) and
 the training step (non-finite losses skipped on every process together)
 and the optimizers (pretrained encoders' own, weight-decay groups).
 
+Where a SpeechBrain carries the general fix (``upstream/patches/``,
+``docs/upstream.md``), :func:`speechbrain_has` says so and the workaround
+steps aside: sampler epochs, BatchNorm under DDP on CPU, sharded evaluation.
+
 Authors
  * speechbrain-turbo contributors
 """
 
+import dataclasses
+import functools
 import gc
+import inspect
 
 import speechbrain as sb
 import torch
 from speechbrain.utils.logger import get_logger
 
 logger = get_logger(__name__)
+
+
+@functools.cache
+def speechbrain_has(fix):
+    """Whether the running SpeechBrain has a fix of ``upstream/patches/``.
+
+    Arguments
+    ---------
+    fix : str
+        ``"batch_sampler_epochs"`` (a single-process batch sampler is told
+        each epoch), ``"cpu_ddp_batchnorm"`` (no SyncBatchNorm under DDP on
+        CPU) or ``"shard_evaluation"`` (the ``--shard_evaluation`` option).
+
+    Returns
+    -------
+    bool
+        False also when SpeechBrain cannot be probed: the workaround stays.
+
+    Example
+    -------
+    >>> isinstance(speechbrain_has("shard_evaluation"), bool)
+    True
+    """
+    probes = {
+        "batch_sampler_epochs": _probe_batch_sampler_epochs,
+        "cpu_ddp_batchnorm": _probe_cpu_ddp_batchnorm,
+        "shard_evaluation": _probe_shard_evaluation,
+    }
+    if fix not in probes:
+        raise ValueError(
+            f"Unknown SpeechBrain fix {fix!r}: one of {list(probes)}"
+        )
+    try:
+        return bool(probes[fix]())
+    except Exception as error:  # any failure to probe: keep ours
+        logger.debug("Could not probe SpeechBrain for %s: %s", fix, error)
+        return False
+
+
+def _probe_batch_sampler_epochs():
+    """Does ``Brain._train_loader_specifics`` adopt a batch sampler with
+    ``set_epoch`` (so that ``fit`` tells it each epoch)?
+    """
+
+    class EpochAware:
+        """A batch sampler stand-in."""
+
+        def set_epoch(self, epoch):
+            """Nothing to do."""
+
+    probe = object.__new__(sb.Brain)
+    probe.distributed_launch = False
+    probe.train_sampler = None
+    sampler = EpochAware()
+    probe._train_loader_specifics([], {"batch_sampler": sampler})
+    return probe.train_sampler is sampler
+
+
+def _probe_cpu_ddp_batchnorm():
+    """Does ``Brain._wrap_distributed`` skip SyncBatchNorm on CPU?"""
+    source = inspect.getsource(sb.Brain._wrap_distributed)
+    return "convert_sync_batchnorm" in source and '"cpu"' in source
+
+
+def _probe_shard_evaluation():
+    """Is ``--shard_evaluation`` one of SpeechBrain's run options?"""
+    from speechbrain.utils.run_opts import RunOptions
+
+    return "shard_evaluation" in {
+        f.name for f in dataclasses.fields(RunOptions)
+    }
 
 
 class SpeechBrainWorkarounds:
@@ -69,7 +147,12 @@ class SpeechBrainWorkarounds:
             generator.manual_seed(torch.initial_seed() + int(stage.value))
             loader_kwargs["generator"] = generator
         if stage != sb.Stage.TRAIN and self._world_size() > 1:
-            loader_kwargs = self._shard_evaluation(dataset, loader_kwargs)
+            if speechbrain_has("shard_evaluation"):
+                # SpeechBrain shards the loader (and averages the stage
+                # loss over the processes) itself.
+                self.shard_evaluation = True
+            else:
+                loader_kwargs = self._shard_evaluation(dataset, loader_kwargs)
         return super().make_dataloader(
             dataset, stage, ckpt_prefix=ckpt_prefix, **loader_kwargs
         )
@@ -84,6 +167,8 @@ class SpeechBrainWorkarounds:
         epoch it stopped in; it is made the epoch-aware sampler here.
         """
         loader_kwargs = super()._train_loader_specifics(dataset, loader_kwargs)
+        if speechbrain_has("batch_sampler_epochs"):
+            return loader_kwargs
         batch_sampler = loader_kwargs.get("batch_sampler")
         if self.train_sampler is None and hasattr(batch_sampler, "set_epoch"):
             self.train_sampler = batch_sampler
@@ -160,7 +245,9 @@ class SpeechBrainWorkarounds:
         the running statistics of all processes equal to the first one's.
         """
         on_cpu = torch.device(self.device).type == "cpu"
-        if not (self.distributed_launch and on_cpu):
+        if not (self.distributed_launch and on_cpu) or speechbrain_has(
+            "cpu_ddp_batchnorm"
+        ):
             return super()._wrap_distributed()
         for name, module in self.modules.items():
             if any(p.requires_grad for p in module.parameters()):
