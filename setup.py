@@ -18,8 +18,10 @@ setup(
     package_data={"speechbrain_turbo.demo": ["text_material.json"]},
     python_requires=">=3.9",
     install_requires=[
-        # brain_workarounds.py overrides Brain methods of SpeechBrain 1.1.
-        "speechbrain>=1.1,<1.2",
+        # Tested: 1.1.2 and SpeechBrain with upstream/patches (whose fixes
+        # brain_workarounds.py then leaves to it); a SpeechBrain lacking a
+        # Brain method a workaround needs is refused with an error.
+        "speechbrain>=1.1",
         # The tested versions of everything: constraints.txt.
         # torch.load's weights_only default (2.6) keeps checkpoints data.
         "torch>=2.6",

@@ -360,6 +360,8 @@ class TurboBrain(SpeechBrainWorkarounds, StageReports, sb.Brain):
         """
         self.train_sums, self.train_steps = {}, 0
         self.skipped_steps = 0
+        # Whether a non-finite loss was met since the last optimizer step.
+        self.nonfinite_in_accumulation = False
         self.audio_samples, self.padded_samples = 0, 0.0
         self.predicted, self.targets, self.projected = [], [], {}
         self.ids = []

@@ -10,7 +10,8 @@ and the optimizers (pretrained encoders' own, weight-decay groups).
 
 Where a SpeechBrain carries the general fix (``upstream/patches/``,
 ``docs/upstream.md``), :func:`speechbrain_has` says so and the workaround
-steps aside: sampler epochs, BatchNorm under DDP on CPU, sharded evaluation.
+steps aside: sampler epochs, BatchNorm under DDP on CPU, sharded evaluation,
+loaders' generators, skipping a non-finite step.
 
 Authors
  * speechbrain-turbo contributors
@@ -37,7 +38,10 @@ def speechbrain_has(fix):
     fix : str
         ``"batch_sampler_epochs"`` (a single-process batch sampler is told
         each epoch), ``"cpu_ddp_batchnorm"`` (no SyncBatchNorm under DDP on
-        CPU) or ``"shard_evaluation"`` (the ``--shard_evaluation`` option).
+        CPU), ``"shard_evaluation"`` (the ``--shard_evaluation`` option),
+        ``"loader_generator"`` (each loader has a generator of its own) or
+        ``"nonfinite_skip"`` (a non-finite loss is not backpropagated:
+        ``check_loss_isfinite`` says whether to).
 
     Returns
     -------
@@ -53,6 +57,8 @@ def speechbrain_has(fix):
         "batch_sampler_epochs": _probe_batch_sampler_epochs,
         "cpu_ddp_batchnorm": _probe_cpu_ddp_batchnorm,
         "shard_evaluation": _probe_shard_evaluation,
+        "loader_generator": _probe_loader_generator,
+        "nonfinite_skip": _probe_nonfinite_skip,
     }
     if fix not in probes:
         raise ValueError(
@@ -99,13 +105,80 @@ def _probe_shard_evaluation():
     }
 
 
+def _probe_loader_generator():
+    """Does ``Brain.make_dataloader`` give a loader a generator of its own?"""
+    probe = object.__new__(sb.Brain)
+    probe.distributed_launch = False
+    probe.shard_evaluation = False
+    probe.checkpointer = None
+    loader = probe.make_dataloader([0], sb.Stage.VALID, batch_size=1)
+    return loader.generator is not None
+
+
+def _probe_nonfinite_skip():
+    """Does ``Brain.check_loss_isfinite`` return the verdict (which
+    ``fit_batch`` then follows, not backpropagating a non-finite loss)?
+    """
+    probe = object.__new__(sb.Brain)
+    probe.nonfinite_count = 0
+    probe.nonfinite_patience = 0
+    return probe.check_loss_isfinite(torch.tensor(1.0)) is True
+
+
+# The Brain methods a workaround extends or calls, what for, and the fix that
+# makes the workaround unnecessary. A SpeechBrain with neither the method nor
+# the fix would silently lose the workaround: the Brain refuses to start.
+NEEDED_BRAIN_METHODS = {
+    "_train_loader_specifics": (
+        "tell a batch sampler each epoch",
+        "batch_sampler_epochs",
+    ),
+    "_wrap_distributed": ("run DDP on CPU (gloo)", "cpu_ddp_batchnorm"),
+    "no_sync": ("skip non-finite training steps", "nonfinite_skip"),
+    "optimizers_step": ("skip non-finite training steps", "nonfinite_skip"),
+    "zero_grad": ("skip non-finite training steps", "nonfinite_skip"),
+}
+
+
+def check_speechbrain_methods():
+    """Fails, naming what is missing, where the running SpeechBrain has
+    neither a Brain method a workaround needs nor the fix that replaces it.
+
+    ``setup.py`` admits any SpeechBrain from 1.1 on; the workarounds are
+    tested on 1.1.2 and on SpeechBrain with ``upstream/patches``.
+
+    Raises
+    ------
+    RuntimeError
+        Naming the method, its use, this SpeechBrain and what to install.
+
+    Example
+    -------
+    >>> check_speechbrain_methods()  # SpeechBrain 1.1: nothing missing
+    """
+    missing = [
+        f"Brain.{method} (to {purpose})"
+        for method, (purpose, fix) in NEEDED_BRAIN_METHODS.items()
+        if not hasattr(sb.Brain, method) and not speechbrain_has(fix)
+    ]
+    if missing:
+        raise RuntimeError(
+            f"SpeechBrain {sb.__version__} ({sb.__path__[0]}) lacks "
+            f"{', '.join(missing)}, which speechbrain_turbo needs, and the "
+            "fix that would replace it (upstream/patches). Install a "
+            "tested SpeechBrain: pip install 'speechbrain>=1.1,<1.2' "
+            "(constraints.txt pins the tested set)."
+        )
+
+
 class SpeechBrainWorkarounds:
     """Mixin for a ``speechbrain.Brain`` subclass (see the module docstring).
 
     It reads the Brain's ``device``, ``distributed_launch``,
-    ``find_unused_parameters``, ``modules`` and ``train_sampler``, and the
+    ``find_unused_parameters``, ``modules`` and ``train_sampler``, the
     evaluation stage's ``ids``, ``predicted``, ``targets`` and ``projected``
-    lists (one entry per batch).
+    lists (one entry per batch), and the training counters
+    ``skipped_steps`` (per epoch) and ``consecutive_skipped``.
 
     Example
     -------
@@ -114,6 +187,10 @@ class SpeechBrainWorkarounds:
     >>> MyBrain._world_size()  # no process group
     1
     """
+
+    def __init__(self, *args, **kwargs):
+        check_speechbrain_methods()
+        super().__init__(*args, **kwargs)
 
     def make_dataloader(
         self, dataset, stage, ckpt_prefix="dataloader-", **loader_kwargs
@@ -142,7 +219,9 @@ class SpeechBrainWorkarounds:
         DataLoader
             The loader.
         """
-        if "generator" not in loader_kwargs:
+        if "generator" not in loader_kwargs and not speechbrain_has(
+            "loader_generator"
+        ):
             generator = torch.Generator()
             generator.manual_seed(torch.initial_seed() + int(stage.value))
             loader_kwargs["generator"] = generator
@@ -275,27 +354,16 @@ class SpeechBrainWorkarounds:
         sb.utils.distributed.ddp_barrier()
         torch.distributed.destroy_process_group()
 
-    def _finite_on_every_rank(self, loss):
-        """Whether the loss is finite here and on every other process."""
-        finite = torch.isfinite(loss.detach()).to(torch.int32).reshape(1)
-        if torch.distributed.is_available() and (
-            torch.distributed.is_initialized()
-        ):
-            torch.distributed.all_reduce(
-                finite, op=torch.distributed.ReduceOp.MIN
-            )
-        return bool(finite.item())
-
     def fit_batch(self, batch):
         """One training step; a step whose loss is NaN or Inf is skipped.
 
         As SpeechBrain's ``fit_batch`` (autocast, gradient accumulation,
-        clipping), except that a non-finite loss is neither backpropagated
-        nor stepped: the gradients accumulated since the last step are
-        dropped, the step is counted (``skipped_steps`` in the epoch's
-        train stats) and logged with its utterance ids, and after more than
-        ``--nonfinite_patience`` such steps in a row training stops with an
-        error. Under DDP every process skips when any one of them must.
+        clipping), except that a non-finite loss is not backpropagated and
+        the optimizer step of its accumulation window is skipped, dropping
+        the window's gradients (:meth:`check_loss_isfinite` counts and logs
+        it, and stops training past ``--nonfinite_patience``). Under DDP
+        every process skips when any one of them must. SpeechBrain with the
+        fix (``speechbrain_has("nonfinite_skip")``) runs the step itself.
 
         Arguments
         ---------
@@ -307,41 +375,65 @@ class SpeechBrainWorkarounds:
         torch.Tensor
             The detached loss (non-finite for a skipped step).
         """
-        should_step = (self.step % self.grad_accumulation_factor) == 0
         self._count_padding(batch)
+        self._fit_batch_ids = list(getattr(batch, "id", []))
+        if speechbrain_has("nonfinite_skip"):
+            return super().fit_batch(batch)
+        should_step = (self.step % self.grad_accumulation_factor) == 0
         self.on_fit_batch_start(batch, should_step)
         with self.no_sync(not should_step):
             with self.training_ctx:
                 outputs = self.compute_forward(batch, sb.Stage.TRAIN)
                 loss = self.compute_objectives(outputs, batch, sb.Stage.TRAIN)
-            if not self._finite_on_every_rank(loss):
-                self._skip_step(batch, loss)
-                return loss.detach().cpu()
-            self.consecutive_skipped = 0
-            self.scaler.scale(loss / self.grad_accumulation_factor).backward()
-        if should_step:
+            if self.check_loss_isfinite(loss):
+                self.scaler.scale(
+                    loss / self.grad_accumulation_factor
+                ).backward()
+            else:
+                self.nonfinite_in_accumulation = True
+        stepped = should_step and not self.nonfinite_in_accumulation
+        if stepped:
             self.optimizers_step()
-        self.on_fit_batch_end(batch, outputs, loss, should_step)
+        elif should_step:
+            self.zero_grad(set_to_none=True)
+            self.nonfinite_in_accumulation = False
+        self.on_fit_batch_end(batch, outputs, loss, stepped)
         return loss.detach().cpu()
 
-    def _count_padding(self, batch):
-        """Adds a training batch's audio samples, and how many of them are
-        padding, to the epoch's counts (``padding`` in the train stats).
-        """
-        audio = getattr(batch, "audio", None)
-        if audio is None:
-            return
-        rows, longest = audio.data.shape[:2]
-        real = float(audio.lengths.sum()) * longest
-        self.audio_samples += rows * longest
-        self.padded_samples += rows * longest - real
+    def check_loss_isfinite(self, loss):
+        """Whether the training loss is finite here and on every other
+        process; a non-finite one is counted and logged.
 
-    def _skip_step(self, batch, loss):
-        """Drops the step's gradients, counts it, stops past patience."""
-        self.zero_grad(set_to_none=True)
+        The step is counted in ``skipped_steps`` (the epoch's train stats)
+        and logged with its utterance ids; after more than
+        ``--nonfinite_patience`` such steps in a row training stops with an
+        error naming them. (SpeechBrain's own counts per epoch, not in a
+        row, and names no utterance.)
+
+        Arguments
+        ---------
+        loss : torch.Tensor
+            The training loss, before ``backward()``.
+
+        Returns
+        -------
+        bool
+            Whether the loss is finite on every process.
+        """
+        finite = torch.isfinite(loss.detach()).all().to(torch.int32)
+        if torch.distributed.is_available() and (
+            torch.distributed.is_initialized()
+        ):
+            finite = finite.reshape(1)
+            torch.distributed.all_reduce(
+                finite, op=torch.distributed.ReduceOp.MIN
+            )
+        if bool(finite.item()):
+            self.consecutive_skipped = 0
+            return True
         self.skipped_steps += 1
         self.consecutive_skipped += 1
-        ids = list(getattr(batch, "id", []))
+        ids = getattr(self, "_fit_batch_ids", [])
         logger.warning(
             "Non-finite training loss (%s) at step %d: step skipped (%d in a "
             "row, %d this epoch). Utterances: %s",
@@ -360,6 +452,19 @@ class SpeechBrainWorkarounds:
                 "raise --nonfinite_patience (now "
                 f"{self.nonfinite_patience})."
             )
+        return False
+
+    def _count_padding(self, batch):
+        """Adds a training batch's audio samples, and how many of them are
+        padding, to the epoch's counts (``padding`` in the train stats).
+        """
+        audio = getattr(batch, "audio", None)
+        if audio is None:
+            return
+        rows, longest = audio.data.shape[:2]
+        real = float(audio.lengths.sum()) * longest
+        self.audio_samples += rows * longest
+        self.padded_samples += rows * longest - real
 
     def init_optimizers(self):
         """One optimizer, or two with ``encoder_opt_class``.

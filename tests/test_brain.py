@@ -476,6 +476,27 @@ def test_training_stops_after_patience_consecutive_non_finite_steps():
     assert "--nonfinite_patience" in message
 
 
+def test_a_non_finite_loss_skips_its_accumulation_window():
+    brain = make_brain()
+    brain.grad_accumulation_factor = 2
+    brain.init_optimizers()
+    brain.on_stage_start(sb.Stage.TRAIN)
+    before = parameters_of(brain)
+    for step, batch in ((1, nan_batch()), (2, make_batch())):
+        brain.step = step
+        brain.fit_batch(batch)
+    # The finite second half of the window is not stepped on its own.
+    assert all(torch.equal(a, b) for a, b in zip(before, parameters_of(brain)))
+    assert all(p.grad is None for p in brain.modules.parameters())
+    assert brain.skipped_steps == 1 and brain.consecutive_skipped == 0
+    for step in (3, 4):
+        brain.step = step
+        brain.fit_batch(make_batch())
+    assert not all(
+        torch.equal(a, b) for a, b in zip(before, parameters_of(brain))
+    )
+
+
 def test_modality_dropout_replaces_one_modality_of_some_rows():
     torch.manual_seed(0)
     fusion = ConcatFusion(

@@ -73,6 +73,35 @@ def test_probes_tell_a_fixed_speechbrain_from_one_without(monkeypatch):
     assert brain_workarounds._probe_shard_evaluation()
 
 
+def test_probes_of_loader_generators_and_non_finite_skipping(monkeypatch):
+    def loader_with(generator):
+        def make_dataloader(self, dataset, stage, **loader_kwargs):
+            """A Brain's loader, with or without a generator of its own."""
+            return torch.utils.data.DataLoader(
+                dataset, batch_size=1, generator=generator
+            )
+
+        return make_dataloader
+
+    monkeypatch.setattr(sb.Brain, "make_dataloader", loader_with(None))
+    assert not brain_workarounds._probe_loader_generator()
+    monkeypatch.setattr(
+        sb.Brain, "make_dataloader", loader_with(torch.Generator())
+    )
+    assert brain_workarounds._probe_loader_generator()
+
+    # SpeechBrain 1.1 counts a non-finite loss and returns nothing (and
+    # backpropagates it); with the fix it returns the verdict.
+    monkeypatch.setattr(sb.Brain, "check_loss_isfinite", lambda self, x: None)
+    assert not brain_workarounds._probe_nonfinite_skip()
+    monkeypatch.setattr(
+        sb.Brain,
+        "check_loss_isfinite",
+        lambda self, loss: bool(torch.isfinite(loss)),
+    )
+    assert brain_workarounds._probe_nonfinite_skip()
+
+
 def test_a_probe_that_fails_keeps_the_workaround(monkeypatch):
     def broken():
         raise AttributeError("Brain changed")
@@ -125,3 +154,17 @@ def test_the_workaround_runs_only_where_speechbrain_lacks_the_fix(
     brain._train_loader_specifics([], {"batch_sampler": sampler})
     # Fixed, SpeechBrain adopts the sampler (not this stand-in); else ours.
     assert (brain.train_sampler is sampler) is not fixed
+
+
+@pytest.mark.parametrize("fixed", [False, True])
+def test_a_speechbrain_without_a_needed_method_is_refused(monkeypatch, fixed):
+    monkeypatch.delattr(sb.Brain, "_wrap_distributed")
+    monkeypatch.setattr(brain_workarounds, "speechbrain_has", lambda fix: fixed)
+    if fixed:  # SpeechBrain has the fix: the method is not needed.
+        brain_workarounds.check_speechbrain_methods()
+        return
+    with pytest.raises(RuntimeError) as error:  # as the Brain is made
+        type("AnyBrain", (SpeechBrainWorkarounds, RecordingBrain), {})()
+    message = str(error.value)
+    assert "Brain._wrap_distributed (to run DDP on CPU (gloo))" in message
+    assert sb.__version__ in message and "speechbrain>=1.1,<1.2" in message
