@@ -177,8 +177,9 @@ class SpeechBrainWorkarounds:
     It reads the Brain's ``device``, ``distributed_launch``,
     ``find_unused_parameters``, ``modules`` and ``train_sampler``, the
     evaluation stage's ``ids``, ``predicted``, ``targets`` and ``projected``
-    lists (one entry per batch), and the training counters
-    ``skipped_steps`` (per epoch) and ``consecutive_skipped``.
+    lists (one entry per batch), the training counters ``skipped_steps``
+    (per epoch) and ``consecutive_skipped``, and the flag
+    ``nonfinite_in_accumulation`` (set by the Brain at each stage start).
 
     Example
     -------
