@@ -41,7 +41,11 @@ from speechbrain.utils.logger import get_logger
 from speechbrain_turbo.brain_workarounds import SpeechBrainWorkarounds
 from speechbrain_turbo.dataio import transcript_group_ids
 from speechbrain_turbo.losses import share_of_global_batch, symmetric_kl
-from speechbrain_turbo.metrics import StageReports, alignment
+from speechbrain_turbo.metrics import (
+    StageReports,
+    alignment,
+    contrastive_diagnostics,
+)
 
 logger = get_logger(__name__)
 
@@ -293,8 +297,11 @@ class TurboBrain(SpeechBrainWorkarounds, StageReports, sb.Brain):
             self.predicted.append(logits.argmax(dim=-1).cpu())
             self.targets.append(labels.cpu())
             self.ids.extend(batch.id)
-            for m, (view,) in (predictions["views"] or {}).items():
+            views = predictions["views"]
+            for m, (view,) in (views or {}).items():
                 self.projected.setdefault(m, []).append(view.detach().cpu())
+            if views is not None:
+                self._add_eval_terms(views, labels, batch)
             return ce
 
         loss = ce
@@ -306,25 +313,94 @@ class TurboBrain(SpeechBrainWorkarounds, StageReports, sb.Brain):
         # Under DDP, batches of unequal size count by their rows (TurboLoss
         # weights its own term the same way).
         loss = loss * share_of_global_batch(labels.shape[0], labels.device)
-        if predictions["views"] is not None:
-            self._warn_if_views_identical(predictions["views"])
-            turbo = self.modules.turbo_loss(
-                predictions["views"],
-                labels=labels,
-                groups=self._negative_groups(batch),
-            )
-            loss = loss + self._scheduled_turbo_weight() * turbo["loss"]
+        views = predictions["views"]
+        if views is not None:
+            self._warn_if_views_identical(views)
+            groups = self._negative_groups(batch)
+            turbo = self.modules.turbo_loss(views, labels=labels, groups=groups)
+            weighted = self._scheduled_turbo_weight() * turbo["loss"]
+            if self._sample_gradient_ratio():
+                terms["grad_ratio"] = self._gradient_ratio(ce, weighted)
+            loss = loss + weighted
             terms.update(
-                in_modal=turbo["in_modal"],
-                cross_modal=turbo["cross_modal"],
-                inverse_temperature=turbo["inverse_temperature"],
+                {k: v for k, v in turbo.items() if k != "loss"},
+                **contrastive_diagnostics(views, groups),
             )
             # In-modal alignment of the two dropout views (Wang & Isola).
-            for m, (first, second) in predictions["views"].items():
+            for m, (first, second) in views.items():
                 terms[f"align_{m}"] = alignment(first.detach(), second.detach())
         terms["total"] = loss
         self._add_train_terms(terms)
         return loss
+
+    def _add_eval_terms(self, views, labels, batch):
+        """Adds an evaluation batch's contrastive diagnostics (and, in one
+        process, Turbo's terms) to the stage's sums. Dropout is off, so
+        a modality's two views coincide: its in-modal term then says only
+        how far apart the rows are, its cross-modal term is the real one.
+        """
+        groups = self._negative_groups(batch)
+        terms = contrastive_diagnostics(views, groups)
+        # TurboLoss gathers across processes, and evaluation shards may
+        # hold different numbers of batches: one process only.
+        if self._world_size() == 1:
+            with torch.no_grad():
+                turbo = self.modules.turbo_loss(
+                    {m: (view, view) for m, (view,) in views.items()},
+                    labels=labels,
+                    groups=groups,
+                )
+            terms.update(
+                {
+                    k: float(v)
+                    for k, v in turbo.items()
+                    if k.startswith(("in_modal", "cross_modal"))
+                }
+            )
+        for name, value in terms.items():
+            self.eval_sums[name] = self.eval_sums.get(name, 0.0) + value
+        self.eval_batches += 1
+
+    def _sample_gradient_ratio(self):
+        """Whether this training step measures the gradient ratio: every
+        ``grad_ratio_interval`` steps (hparams, default 20; 0: never),
+        from each epoch's first, in one process only.
+        """
+        interval = int(getattr(self.hparams, "grad_ratio_interval", 20))
+        return (
+            interval > 0
+            and (self.step - 1) % interval == 0
+            and self._world_size() == 1
+        )
+
+    def _gradient_ratio(self, ce, weighted_turbo):
+        """Norm of the weighted Turbo term's gradient over the cross-entropy's,
+        on the trainable parameters of the ``*_encoder`` modules (two extra
+        backward passes; the training step's own gradients are untouched).
+        """
+        params = [
+            param
+            for name, module in self.modules.items()
+            if name.endswith("_encoder")
+            for param in module.parameters()
+            if param.requires_grad
+        ]
+        if not params:
+            return float("nan")
+        norms = []
+        for term in (weighted_turbo, ce):
+            grads = torch.autograd.grad(
+                term, params, retain_graph=True, allow_unused=True
+            )
+            norms.append(
+                sum(
+                    float(g.float().pow(2).sum())
+                    for g in grads
+                    if g is not None
+                )
+                ** 0.5
+            )
+        return norms[0] / max(norms[1], 1e-12)
 
     def _negative_groups(self, batch):
         """Transcript ids when repeated transcripts are masked, else None."""
@@ -365,6 +441,7 @@ class TurboBrain(SpeechBrainWorkarounds, StageReports, sb.Brain):
         self.audio_samples, self.padded_samples = 0, 0.0
         self.predicted, self.targets, self.projected = [], [], {}
         self.ids = []
+        self.eval_sums, self.eval_batches = {}, 0
         self._stage_start = time.perf_counter()
         if stage == sb.Stage.TRAIN:
             if torch.cuda.is_available():

@@ -473,20 +473,29 @@ class SpeechBrainWorkarounds:
         ``Brain.init_optimizers`` builds one optimizer over every parameter.
         Pretrained encoders want a far smaller learning rate than the freshly
         initialised heads: with ``encoder_opt_class`` in the hparams, the
-        trainable parameters of every ``*_encoder`` module go to it and
-        ``opt_class`` trains the rest. Both are checkpointed, and both
-        leave out of weight decay what :meth:`_decay_groups` says.
+        trainable parameters of every ``*_encoder`` module go to it, except
+        new ones inside it (a submodule's ``trained_at_head_lr``, e.g. a
+        learned weighted sum of layers), and ``opt_class`` trains the rest.
+        Both are checkpointed, and both leave out of weight decay what
+        :meth:`_decay_groups` says.
         """
         encoder_opt_class = getattr(self.hparams, "encoder_opt_class", None)
         encoder_params = []
         if encoder_opt_class is not None:
-            encoder_params = [
-                param
-                for name, module in self.modules.items()
-                if name.endswith("_encoder")
-                for param in module.parameters()
-                if param.requires_grad
-            ]
+            for name, module in self.modules.items():
+                if not name.endswith("_encoder"):
+                    continue
+                new = {
+                    id(param)
+                    for part in module.modules()
+                    if getattr(part, "trained_at_head_lr", False)
+                    for param in part.parameters()
+                }
+                encoder_params += [
+                    param
+                    for param in module.parameters()
+                    if param.requires_grad and id(param) not in new
+                ]
         in_encoders = {id(param) for param in encoder_params}
         head_params = [
             param

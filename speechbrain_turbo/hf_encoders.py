@@ -25,6 +25,8 @@ from speechbrain.integrations.huggingface.textencoder import TextEncoder
 from speechbrain.integrations.huggingface.wav2vec2 import Wav2Vec2
 from speechbrain.utils.logger import get_logger
 
+from speechbrain_turbo.models import WeightedLayerSum
+
 logger = get_logger(__name__)
 
 
@@ -444,6 +446,10 @@ class HFWhisperEncoder(ConfigOverridesMixin, HFTransformersInterface):
         SpeechBrain's ``TextEncoder`` does): the output is then that
         layer's, without the final layer norm, which belongs to the last
         layer. Middle layers often carry more paralinguistic information.
+    layer_weighted_sum : bool
+        Return a learned weighted sum of every kept layer's output and of
+        the layers' input (:class:`speechbrain_turbo.models.WeightedLayerSum`,
+        SUPERB's downstream recipe) instead of the last kept layer's.
 
     Example
     -------
@@ -467,6 +473,7 @@ class HFWhisperEncoder(ConfigOverridesMixin, HFTransformersInterface):
         pad_to_30s=False,
         extra_silence_seconds=0.0,
         num_layers=None,
+        layer_weighted_sum=False,
     ):
         self._config_overrides = dict(config_overrides or {})
         self._source = source
@@ -505,6 +512,9 @@ class HFWhisperEncoder(ConfigOverridesMixin, HFTransformersInterface):
         )
         # Two convolutions, the second of stride 2: samples per output frame.
         self.samples_per_frame = self.hop_length * 2
+        self.layer_sum = None
+        if layer_weighted_sum:
+            self.layer_sum = WeightedLayerSum(len(self.model.layers) + 1)
 
     @property
     def shares_front_end(self):
@@ -619,6 +629,7 @@ class HFWhisperEncoder(ConfigOverridesMixin, HFTransformersInterface):
             hidden = F.dropout(
                 hidden, p=encoder.dropout, training=self.training
             )
+            outputs = [hidden]
             for layer in encoder.layers:
                 if self.training and encoder.layerdrop > 0:
                     if torch.rand([]) < encoder.layerdrop:
@@ -627,8 +638,11 @@ class HFWhisperEncoder(ConfigOverridesMixin, HFTransformersInterface):
                 # transformers 4.x layers return a tuple.
                 if isinstance(hidden, tuple):
                     hidden = hidden[0]
+                outputs.append(hidden)
             if not self.truncated:
-                hidden = encoder.layer_norm(hidden)
+                outputs[-1] = hidden = encoder.layer_norm(hidden)
+        if self.layer_sum is not None:
+            hidden = self.layer_sum(torch.stack(outputs, dim=2))
         if frame_mask is not None:
             hidden = hidden[:, : int(frame_mask[0].sum())]
         return hidden

@@ -92,8 +92,8 @@ class TurboLoss(torch.nn.Module):
     >>> loss_fn = TurboLoss(temperature=0.1)
     >>> a1, a2, t1, t2 = torch.randn(4, 8, 16).unbind(0)
     >>> out = loss_fn({"audio": (a1, a2), "text": (t1, t2)})
-    >>> sorted(out)
-    ['cross_modal', 'in_modal', 'inverse_temperature', 'loss']
+    >>> sorted(out)[:4]
+    ['cross_modal', 'in_modal', 'in_modal_audio', 'in_modal_text']
     >>> out["loss"].shape
     torch.Size([])
 
@@ -201,8 +201,9 @@ class TurboLoss(torch.nn.Module):
         Returns
         -------
         dict
-            0-dim tensors: ``loss``, ``in_modal``, ``cross_modal`` and
-            ``inverse_temperature`` (detached, for logging).
+            0-dim tensors: ``loss``, ``in_modal``, ``cross_modal``, and,
+            detached for logging, ``inverse_temperature`` and each
+            modality's in-modal term ``in_modal_<name>``.
 
         Example
         -------
@@ -303,6 +304,11 @@ class TurboLoss(torch.nn.Module):
             "in_modal": in_modal,
             "cross_modal": cross_modal,
             "inverse_temperature": scale.detach(),
+            # Each modality's own in-modal term, for logging.
+            **{
+                f"in_modal_{m}": (share * t).detach()
+                for m, t in zip(unit, in_terms)
+            },
         }
 
     def _gathering(self):

@@ -172,6 +172,75 @@ def alignment(x, y):
     return float((x - y).pow(2).sum(dim=-1).mean())
 
 
+def contrastive_diagnostics(views, groups=None):
+    """How hard the contrastive tasks of one batch are, for logging.
+
+    For each modality with two views: the mean cosine of its positive pairs
+    (the two views of a row) and of its negatives (view 1 of a row against
+    view 2 of the others). For each pair of modalities (view 1 of each):
+    the same two cosines, and the cross-modal retrieval R@1 (how often a
+    row's nearest column of the other modality is its own, averaged over
+    both directions) beside its chance level. Rows of the same ``groups``
+    id (e.g. the same transcript) are left out of each other's negatives
+    and candidates, as in :class:`speechbrain_turbo.losses.TurboLoss`; the
+    chance level is the mean over rows of 1 / their candidates.
+
+    Arguments
+    ---------
+    views : dict
+        Modality name -> tuple of one or two ``[B, D]`` tensors.
+    groups : torch.Tensor, optional
+        ``[B]`` integer ids.
+
+    Returns
+    -------
+    dict
+        Floats: ``pos_cos_<m>``, ``neg_cos_<m>``, ``pos_cos_<m>_<n>``,
+        ``neg_cos_<m>_<n>``, ``R1_<m>_<n>`` and ``R1_chance``.
+
+    Example
+    -------
+    >>> a = torch.eye(3)
+    >>> stats = contrastive_diagnostics({"audio": (a, a), "text": (a,)})
+    >>> stats["pos_cos_audio"], stats["neg_cos_audio"], stats["R1_audio_text"]
+    (1.0, 0.0, 1.0)
+    >>> round(stats["R1_chance"], 3)
+    0.333
+    """
+    unit = {
+        m: [F.normalize(v.detach().float(), dim=-1) for v in pair]
+        for m, pair in views.items()
+    }
+    rows = next(iter(unit.values()))[0].shape[0]
+    own = torch.eye(rows, dtype=torch.bool)
+    # Columns that are neither the row itself nor left out with it.
+    candidate = ~own
+    if groups is not None:
+        groups = groups.reshape(-1).cpu()
+        candidate &= groups[:, None] != groups[None, :]
+    stats = {}
+
+    def cosines(name, x, y):
+        similarity = (x @ y.T).cpu()
+        stats[f"pos_cos_{name}"] = float(similarity.diagonal().mean())
+        if candidate.any():
+            stats[f"neg_cos_{name}"] = float(similarity[candidate].mean())
+        return similarity
+
+    for m, pair in unit.items():
+        if len(pair) == 2:
+            cosines(m, *pair)
+    for m, n in itertools.combinations(unit, 2):
+        similarity = cosines(f"{m}_{n}", unit[m][0], unit[n][0])
+        hits = []
+        for scores in (similarity, similarity.T):
+            scores = scores.masked_fill(~(candidate | own), float("-inf"))
+            hits.append((scores.argmax(dim=1) == torch.arange(rows)).float())
+        stats[f"R1_{m}_{n}"] = float(torch.cat(hits).mean())
+        stats["R1_chance"] = float((1.0 / (candidate.sum(1) + 1)).mean())
+    return stats
+
+
 def uniformity(x, t=2.0):
     """Log of the mean Gaussian potential over all pairs of normalised rows.
 
@@ -266,8 +335,9 @@ class StageReports:
 
     It reads the Brain's ``hparams`` (``output_folder``, ``label_encoder``,
     ``epoch_counter``), ``modalities``, ``train_stats``, the epoch's
-    accumulators (set in ``on_stage_start``), ``missing_modalities`` and the
-    stage's ``ids``, ``predicted``, ``targets`` and ``projected`` lists, and
+    accumulators (set in ``on_stage_start``), ``missing_modalities``, the
+    stage's ``ids``, ``predicted``, ``targets`` and ``projected`` lists and
+    its per-batch means (``eval_sums`` over ``eval_batches``), and
     ``_gather_predictions`` (which collects every DDP process's share).
     :meth:`evaluate_without` tests again with modalities withheld.
     """
@@ -390,7 +460,12 @@ class StageReports:
             "loss": stage_loss,
             **{k: self._metrics[k] for k in ("WA", "UA", "macro_F1")},
         }
-        return {**stats, **self._representation_stats()}
+        batches = max(getattr(self, "eval_batches", 0), 1)
+        terms = {
+            name: total / batches
+            for name, total in getattr(self, "eval_sums", {}).items()
+        }
+        return {**stats, **self._representation_stats(), **terms}
 
     def _representation_stats(self):
         """Uniformity of each modality's contrastive embeddings and the

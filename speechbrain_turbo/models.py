@@ -13,6 +13,7 @@ Authors
 import inspect
 
 import torch
+import torch.nn.functional as F
 from speechbrain.dataio.dataio import length_to_mask
 
 from speechbrain_turbo.twin_pass import twin_pass
@@ -255,6 +256,58 @@ class MaskedStatisticsPooling(torch.nn.Module):
         return torch.cat([mean, (variance + self.eps).sqrt()], dim=-1)
 
 
+class WeightedLayerSum(torch.nn.Module):
+    """A learned weighted sum of an encoder's layers (SUPERB's recipe for
+    downstream heads): each layer's output is layer-normalised (no
+    parameters), and the weights are a softmax over one learned score per
+    layer, all equal at the start.
+
+    Its scores are new parameters (``trained_at_head_lr``): inside a
+    pretrained ``*_encoder`` module, ``TurboBrain`` trains them at the
+    heads' learning rate, not the encoder's.
+
+    Arguments
+    ---------
+    num_layers : int
+        Number of stacked layers (including the layers' input).
+
+    Example
+    -------
+    >>> layers = WeightedLayerSum(3)
+    >>> layers(torch.randn(2, 5, 3, 8)).shape
+    torch.Size([2, 5, 8])
+    """
+
+    trained_at_head_lr = True
+
+    def __init__(self, num_layers):
+        super().__init__()
+        self.scores = torch.nn.Parameter(torch.zeros(num_layers))
+
+    def forward(self, hidden):
+        """Sums ``[B, T, layers, D]`` over its layers into ``[B, T, D]``.
+
+        Arguments
+        ---------
+        hidden : torch.Tensor
+            Every layer's hidden states, stacked on dim 2.
+
+        Returns
+        -------
+        torch.Tensor
+            The weighted sum.
+        """
+        if hidden.shape[2] != self.scores.numel():
+            raise ValueError(
+                f"WeightedLayerSum has {self.scores.numel()} layer weights "
+                f"but got {hidden.shape[2]} layers: set its num_layers to the "
+                "encoder's kept layers + 1"
+            )
+        hidden = F.layer_norm(hidden, hidden.shape[-1:])
+        weights = self.scores.softmax(dim=0).to(hidden.dtype)
+        return (hidden * weights[:, None]).sum(dim=2)
+
+
 class RandomCrop(torch.nn.Module):
     """Cuts each training waveform to at most ``max_seconds``, at a random
     offset within its own length, and the batch to that length.
@@ -462,6 +515,14 @@ class ConcatFusion(torch.nn.Module):
         replaced the same way, so a model trained with modality dropout
         still classifies from the modalities it has. Without modality
         dropout the "absent" embeddings are zero vectors, never trained.
+    standardise : bool
+        Standardise each modality's embedding over the batch
+        (``BatchNorm1d``) before fusing it. Pretrained encoders' pooled
+        outputs have large offsets and small spreads; standardising them
+        here, on the classifier's path only, leaves the projection heads
+        (and the contrastive loss) the embeddings as the encoder gives them:
+        batch statistics shared by a row's two views would make the
+        contrastive task trivial.
     interactions : bool
         True: one MLP over the concatenated embeddings, so one modality
         can change what another's features mean. False: each modality has
@@ -494,6 +555,7 @@ class ConcatFusion(torch.nn.Module):
         dropout=0.1,
         modality_dropout=0.0,
         interactions=True,
+        standardise=False,
     ):
         super().__init__()
         if not 0.0 <= modality_dropout < 1.0:
@@ -528,6 +590,14 @@ class ConcatFusion(torch.nn.Module):
                 torch.nn.Dropout(dropout),
             )
 
+        self.norms = None
+        if standardise:
+            self.norms = torch.nn.ModuleDict(
+                {
+                    m: torch.nn.BatchNorm1d(size)
+                    for m, size in self.input_sizes.items()
+                }
+            )
         self.interactions = interactions
         if interactions:
             self.mlp = mlp(sum(self.input_sizes.values()))
@@ -567,6 +637,11 @@ class ConcatFusion(torch.nn.Module):
                 f"ConcatFusion got none of its modalities {self.modalities}"
             )
         rows = present[used[0]].shape[0]
+        if self.norms is not None:
+            present = {
+                m: self.norms[m](e) if m in self.norms else e
+                for m, e in present.items()
+            }
         parts = []
         for m in self.modalities:
             absent = self.absent[m].expand(rows, -1)
