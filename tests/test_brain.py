@@ -23,6 +23,7 @@ from speechbrain_turbo.models import (
     ConvEncoder,
     ModalityEncoder,
     ProjectionHead,
+    WeightedLayerSum,
 )
 
 NUM_CLASSES = 3
@@ -780,3 +781,105 @@ def test_training_curves_are_drawn_after_the_first_and_last_epoch(
     drawn.clear()
     reports._record_history(6, {"UA": 0.5})
     assert drawn == [6]
+
+
+def test_contrastive_diagnostics_are_logged_in_training_and_validation():
+    brain = make_brain(grad_ratio_interval=1)
+    batch = make_batch()
+    brain.modules.train()
+    brain.on_stage_start(sb.Stage.TRAIN)
+    brain.step = 1
+    out = brain.compute_forward(batch, sb.Stage.TRAIN)
+    brain.compute_objectives(out, batch, sb.Stage.TRAIN)
+    brain.on_stage_end(sb.Stage.TRAIN, 0.0)
+    train = brain.train_stats
+    for m in ("audio", "text"):
+        assert train[f"in_modal_{m}"] > 0
+        # Dropout 0.3: the two views differ.
+        assert -1 <= train[f"neg_cos_{m}"] <= 1
+        assert -1 <= train[f"pos_cos_{m}"] < 1
+    # Utterances 0 and 2 share a transcript: each has 3 of 4 candidates.
+    assert train["R1_chance"] == pytest.approx((1 / 3 + 1 / 4 * 2 + 1 / 3) / 4)
+    assert 0 <= train["R1_audio_text"] <= 1
+    assert train["grad_ratio"] > 0
+
+    brain.modules.eval()
+    brain.on_stage_start(sb.Stage.VALID)
+    with torch.no_grad():
+        out = brain.compute_forward(batch, sb.Stage.VALID)
+        brain.compute_objectives(out, batch, sb.Stage.VALID)
+    brain.hparams.label_encoder = list(range(NUM_CLASSES))
+    valid = brain._evaluation_stats(0.0)
+    views = {m: (v[0], v[0]) for m, v in out["views"].items()}
+    groups = transcript_group_ids(batch.transcript).tolist()
+    expected = reference_turbo(
+        views,
+        temperature=0.1,
+        w_in=1.0,
+        w_cross=1.0,
+        labels=None,
+        groups=groups,
+    )
+    assert valid["cross_modal"] == pytest.approx(expected["cross_modal"])
+    assert {"R1_audio_text", "pos_cos_audio_text", "in_modal_audio"} <= set(
+        valid
+    )
+    # One view in evaluation: no in-modal cosines.
+    assert "pos_cos_audio" not in valid
+
+
+def test_gradient_ratio_is_the_ratio_of_the_terms_gradient_norms():
+    brain = make_brain(turbo_weight=0.5)
+    brain.modules.train()
+    batch = make_batch()
+    out = brain.compute_forward(batch, sb.Stage.TRAIN)
+    labels = batch.label.data.reshape(-1)
+    ce = F.cross_entropy(out["logits"], labels.repeat(2))
+    turbo = 0.5 * brain.modules.turbo_loss(out["views"])["loss"]
+    ratio = brain._gradient_ratio(ce, turbo)
+    norms = []
+    for term in (turbo, ce):
+        brain.modules.zero_grad()
+        term.backward(retain_graph=True)
+        norms.append(
+            sum(
+                float(p.grad.pow(2).sum())
+                for name in ("audio_encoder", "text_encoder")
+                for p in brain.modules[name].parameters()
+                if p.grad is not None
+            )
+            ** 0.5
+        )
+    assert ratio == pytest.approx(norms[0] / norms[1], rel=1e-5)
+
+
+def test_measuring_the_gradient_ratio_leaves_training_unchanged():
+    trained = []
+    for interval in (1, 0):
+        brain = make_brain(grad_ratio_interval=interval)
+        brain.init_optimizers()
+        brain.on_stage_start(sb.Stage.TRAIN)
+        torch.manual_seed(3)
+        for step in (1, 2):
+            brain.step = step
+            brain.fit_batch(make_batch())
+        trained.append(parameters_of(brain))
+        brain.on_stage_end(sb.Stage.TRAIN, 0.0)
+        assert ("grad_ratio" in brain.train_stats) == (interval == 1)
+    for measured, plain in zip(*trained):
+        assert torch.equal(measured, plain)
+
+
+def test_weighted_layer_sum_trains_at_the_heads_rate():
+    brain = make_brain(
+        encoder_opt_class=lambda params: torch.optim.AdamW(params, lr=1e-5)
+    )
+    brain.modules.audio_encoder.pooling = torch.nn.Sequential(
+        WeightedLayerSum(3)
+    )
+    brain.init_optimizers()
+    scores = brain.modules.audio_encoder.pooling[0].scores
+    (head_group,) = brain.optimizer.param_groups
+    (encoder_group,) = brain.encoder_optimizer.param_groups
+    assert any(p is scores for p in head_group["params"])
+    assert not any(p is scores for p in encoder_group["params"])

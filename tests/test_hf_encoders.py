@@ -2,6 +2,7 @@
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from speechbrain_turbo.hf_encoders import HFSpeechEncoder, HFTextEncoder
 from speechbrain_turbo.random_hf_models import (
@@ -406,3 +407,30 @@ def test_whisper_first_layers_give_that_layers_hidden_states(
     torch.testing.assert_close(ours, hidden[:, :50], atol=2e-4, rtol=1e-3)
     with pytest.raises(ValueError, match="num_layers must be 1 to 2"):
         HFWhisperEncoder(whisper_source, str(tmp_path), num_layers=3)
+
+
+def test_whisper_layer_weighted_sum_combines_every_kept_layer(
+    whisper_source, tmp_path
+):
+    import transformers
+
+    from speechbrain_turbo.hf_encoders import HFWhisperEncoder
+
+    encoder = HFWhisperEncoder(
+        whisper_source, str(tmp_path), num_layers=1, layer_weighted_sum=True
+    ).eval()
+    wav = torch.randn(1, 8000)
+    with torch.no_grad():
+        hidden = encoder(wav)
+        # HuggingFace's own layer outputs, on the same own-length input.
+        features, _ = encoder.front_end(wav)
+        reference = transformers.WhisperModel.from_pretrained(whisper_source)
+        first = features + reference.encoder.embed_positions.weight[:25]
+        layer = reference.encoder.layers[0](first, None)
+        layer = layer[0] if isinstance(layer, tuple) else layer
+    expected = (
+        F.layer_norm(first, (16,)) + F.layer_norm(layer, (16,))
+    ) / 2  # two layers (the input and layer 1), equal weights at the start
+    assert hidden.shape == (1, 25, 16)
+    assert torch.allclose(hidden, expected, atol=1e-5)
+    assert encoder.layer_sum.scores.shape == (2,)

@@ -124,3 +124,25 @@ def test_random_crop_keeps_a_window_of_each_row_and_short_rows_whole():
     # A batch already short enough is returned as it is.
     short, same = crop(wavs[:, :20], torch.ones(4))
     assert short.shape == (4, 20) and torch.equal(same, torch.ones(4))
+
+
+def test_fusion_standardises_each_modality_on_the_classifiers_path_only():
+    fusion = ConcatFusion(
+        {"audio": 4, "text": 3}, ["audio", "text"], 5, standardise=True
+    ).train()
+    audio = 10 + 0.1 * torch.randn(8, 4)  # large offset, small spread
+    text = torch.randn(8, 3)
+    captured = []
+    fusion.mlp.register_forward_hook(lambda m, i, o: captured.append(i[0]))
+    fusion({"audio": audio, "text": text})
+    fused_input = captured[0]
+    standardised = (audio - audio.mean(0)) / audio.var(0, False).add(
+        1e-5
+    ).sqrt()
+    assert torch.allclose(fused_input[:, :4], standardised, atol=1e-4)
+    # The caller's embeddings (the projection heads' input) are untouched.
+    assert audio.mean() > 9
+    # A missing modality still gets the "absent" embedding, not normalised.
+    captured.clear()
+    fusion.eval()({"audio": audio})
+    assert torch.equal(captured[0][:, 4:], torch.zeros(8, 3))

@@ -1,0 +1,145 @@
+"""Paired comparisons: fold-level intervals, Holm, bootstrap, power."""
+
+import csv
+import json
+import math
+import os
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from speechbrain_turbo.comparison import (
+    compare,
+    holm,
+    markdown,
+    read_runs,
+    t_summary,
+    utterance_bootstrap,
+)
+
+LABELS = ["ang", "hap", "sad"]
+
+
+def write_run(folder, truth, predicted):
+    """A finished run: test metrics (UA, WA) and predictions."""
+    os.makedirs(folder)
+    with open(os.path.join(folder, "test_predictions.csv"), "w") as f:
+        writer = csv.writer(f)
+        writer.writerow(["ID", "label", "predicted"])
+        for i, (t, p) in enumerate(zip(truth, predicted)):
+            writer.writerow([f"u{i}", t, p])
+    truth, predicted = np.array(truth), np.array(predicted)
+    recalls = [
+        float((predicted[truth == c] == c).mean()) for c in set(truth.tolist())
+    ]
+    metrics = {
+        "UA": float(np.mean(recalls)),
+        "WA": float((truth == predicted).mean()),
+        "macro_F1": 0.0,
+    }
+    with open(os.path.join(folder, "test_metrics.json"), "w") as f:
+        json.dump(metrics, f)
+
+
+def make_sweep(root, errors):
+    """errors: configuration -> {(fold, seed): number of wrong rows}."""
+    rng = np.random.default_rng(0)
+    truth = {f: list(rng.choice(LABELS, size=30)) for f in (1, 2, 3)}
+    for name, runs in errors.items():
+        for (fold, seed), wrong in runs.items():
+            predicted = list(truth[fold])
+            for i in range(wrong):
+                predicted[i] = "hap" if predicted[i] != "hap" else "sad"
+            write_run(
+                os.path.join(root, name, f"fold{fold}_seed{seed}"),
+                truth[fold],
+                predicted,
+            )
+
+
+def test_fold_level_interval_is_a_t_interval_of_seed_averaged_pairs(tmp_path):
+    base = {(f, s): 10 for f in (1, 2, 3) for s in (1, 2)}
+    arm = {(1, 1): 4, (1, 2): 8, (2, 1): 9, (2, 2): 9, (3, 1): 3, (3, 2): 10}
+    make_sweep(tmp_path, {"baseline": base, "turbo": arm})
+    (result,) = compare(str(tmp_path), "baseline", "WA", resamples=0)
+    # WA moves by 1/30 per row: seed-averaged gains of 4, 1 and 3.5 rows.
+    per_fold = [100 * 4 / 30, 100 * 1 / 30, 100 * 3.5 / 30]
+    reference = stats.ttest_1samp(per_fold, 0.0)
+    low, high = reference.confidence_interval(0.95)
+    assert result["n"] == 3 and result["runs"] == 6
+    assert result["mean"] == pytest.approx(np.mean(per_fold))
+    assert (result["low"], result["high"]) == pytest.approx((low, high))
+    assert result["p"] == pytest.approx(reference.pvalue)
+    assert result["p_holm"] == pytest.approx(reference.pvalue)
+    assert "| turbo | 6 (3) |" in markdown([result], "baseline", "WA")
+
+
+def test_runs_without_a_partner_are_left_out(tmp_path):
+    base = {(1, 1): 10, (2, 1): 10}
+    arm = {(1, 1): 5, (1, 2): 0, (3, 1): 0}
+    make_sweep(tmp_path, {"baseline": base, "turbo": arm})
+    (result,) = compare(str(tmp_path), "baseline", "WA", resamples=0)
+    assert result["runs"] == 1 and result["n"] == 1
+    assert math.isnan(result["low"])
+
+
+def test_holm_adjusts_in_step_down_order():
+    adjusted = holm([0.01, 0.04, 0.03, math.nan])
+    assert adjusted[:3] == pytest.approx([0.03, 0.06, 0.06])
+    assert math.isnan(adjusted[3])
+
+
+def test_detectable_effect_has_the_stated_power():
+    n, sd = 10, 2.0
+    effect = t_summary(list(np.linspace(-sd, sd, n)))["detectable"]
+    spread = t_summary(list(np.linspace(-sd, sd, n)))["sd"]
+    # Power of the two-sided 5 % t-test at that effect (noncentral t).
+    shift = effect / (spread / math.sqrt(n))
+    t_crit = stats.t.ppf(0.975, n - 1)
+    power = stats.nct.sf(t_crit, n - 1, shift) + stats.nct.cdf(
+        -t_crit, n - 1, shift
+    )
+    assert power == pytest.approx(0.8, abs=0.02)
+
+
+def test_bootstrap_interval_is_zero_for_equal_runs_and_covers_a_gain(
+    tmp_path,
+):
+    base = {(f, 1): 12 for f in (1, 2, 3)}
+    make_sweep(
+        tmp_path,
+        {
+            "baseline": base,
+            "same": dict(base),
+            "better": {(f, 1): 4 for f in (1, 2, 3)},
+        },
+    )
+    runs = {
+        name: read_runs(os.path.join(tmp_path, name), "UA")
+        for name in ("baseline", "same", "better")
+    }
+    assert utterance_bootstrap(
+        runs["same"], runs["baseline"], "UA", resamples=200
+    ) == (0.0, 0.0)
+    low, high = utterance_bootstrap(
+        runs["better"], runs["baseline"], "UA", resamples=500
+    )
+    observed = np.mean(
+        [
+            runs["better"][k]["score"] - runs["baseline"][k]["score"]
+            for k in runs["baseline"]
+        ]
+    )
+    assert 0 < low < observed < high
+
+
+def test_bootstrap_refuses_runs_tested_on_other_utterances(tmp_path):
+    make_sweep(tmp_path, {"baseline": {(1, 1): 3}, "turbo": {(1, 1): 2}})
+    path = os.path.join(
+        tmp_path, "turbo", "fold1_seed1", "test_predictions.csv"
+    )
+    with open(path, "a") as f:
+        f.write("extra,ang,ang\n")
+    with pytest.raises(ValueError, match="turbo/fold1_seed1"):
+        compare(str(tmp_path), "baseline", "UA", resamples=10)
