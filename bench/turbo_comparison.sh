@@ -1,0 +1,74 @@
+#!/usr/bin/env bash
+# Does Turbo help? The pilot and the powered comparison of docs/results.md
+# ("Does Turbo help?"), for a recipe with hparams/pretrained.yaml and a
+# cross_validate.py (recipes/EmoDB/turbo, recipes/MUStARD/turbo). Stages:
+#   finetune  how to fine-tune (cross-entropy), every fold once (seed 1)
+#   turbo     Turbo's variants on the fine-tuning chosen (FINETUNE), every
+#             fold once (seed 1)
+#   arms      the four arms (baseline, two views with cross-entropy only,
+#             Turbo = FINETUNE + TURBO, the paper's objective), every fold
+#             x seeds 1-5, then the paired analysis (METRIC: UA or macro_F1)
+# The pilot stages are ranked on mean validation UA (results/.../summary.md);
+# their test scores are written, not read to choose. Re-running skips
+# finished runs; one CPU thread per run, JOBS runs at a time. From the
+# repository root, after python bench/pretrained_folders.py:
+#   FINETUNE="--audio_layer_weighted_sum=True ..." TURBO="..." \
+#     bash bench/turbo_comparison.sh recipes/EmoDB/turbo arms /path/to/EmoDB
+set -euo pipefail
+usage="usage: turbo_comparison.sh RECIPE finetune|turbo|arms DATA [PRETRAINED] [JOBS]"
+recipe=${1:?$usage}
+stage=${2:?$usage}
+data=${3:?$usage}
+pretrained=${4:-$HOME/.cache/speechbrain_turbo/pretrained}
+jobs=${5:-2}
+cd "$recipe"
+root=results/turbo_comparison/$stage
+read -r -a finetune <<<"${FINETUNE:-}"
+read -r -a turbo <<<"${TURBO:-}"
+seeds=(1)
+[[ $stage == arms ]] && seeds=(1 2 3 4 5)
+sweep() {
+    local name=$1
+    shift
+    python cross_validate.py hparams/pretrained.yaml --name "$name" \
+        --jobs "$jobs" --folds 1 2 3 4 5 --seeds "${seeds[@]}" \
+        --output_root "$root" --delete_checkpoints -- \
+        --data_folder="$data" --audio_hub="$pretrained/whisper-tiny.en" \
+        --text_hub="$pretrained/all-MiniLM-L6-v2" "$@"
+}
+ce=(--turbo_weight=0 --twin_pass=False)
+case $stage in
+finetune)
+    sweep last_layer "${ce[@]}"
+    sweep layer_sum4 "${ce[@]}" --audio_layer_weighted_sum=True \
+        --audio_num_layers=4
+    sweep layer_sum4_lr1e-4 "${ce[@]}" --audio_layer_weighted_sum=True \
+        --audio_num_layers=4 --encoder_lr=0.0001 --encoder_lr_final=0.00001
+    ;;
+turbo)
+    sweep two_views_ce "${finetune[@]}" --turbo_weight=0 --twin_pass=True
+    sweep turbo_t0.1_w0.1 "${finetune[@]}"
+    sweep turbo_t0.05_w1 "${finetune[@]}" --temperature=0.05 \
+        --turbo_weight=1.0
+    sweep turbo_supcon_w0.1 "${finetune[@]}" --label_positives=True
+    sweep rdrop_w1 "${finetune[@]}" --turbo_weight=0 --twin_pass=True \
+        --consistency_weight=1.0
+    ;;
+arms)
+    sweep baseline "${finetune[@]}" "${ce[@]}"
+    sweep two_views_ce "${finetune[@]}" --turbo_weight=0 --twin_pass=True
+    sweep turbo "${finetune[@]}" "${turbo[@]}"
+    sweep paper "${finetune[@]}" --turbo_weight=1.0 --turbo_reduction=sum \
+        --turbo_symmetric=cross_modal --label_aware=False \
+        --mask_repeated_transcripts=False
+    for reference in baseline two_views_ce; do
+        python -m speechbrain_turbo.comparison "$root" \
+            --reference "$reference" --metric "${METRIC:-UA}"
+    done
+    ;;
+*)
+    echo "$usage" >&2
+    exit 2
+    ;;
+esac
+python -m speechbrain_turbo.cross_validate "$root"
