@@ -46,11 +46,11 @@ finetune)
         --audio_num_layers=4 --encoder_lr=0.0001 --encoder_lr_final=0.00001
     ;;
 turbo)
-    sweep two_views_ce "${finetune[@]}" --turbo_weight=0 --twin_pass=True
     sweep turbo_t0.1_w0.1 "${finetune[@]}"
     sweep turbo_t0.05_w1 "${finetune[@]}" --temperature=0.05 \
         --turbo_weight=1.0
-    sweep turbo_supcon_w0.1 "${finetune[@]}" --label_positives=True
+    sweep turbo_supcon_w1 "${finetune[@]}" --label_positives=True \
+        --turbo_weight=1.0
     sweep rdrop_w1 "${finetune[@]}" --turbo_weight=0 --twin_pass=True \
         --consistency_weight=1.0
     ;;
