@@ -21,6 +21,8 @@ stage=${2:?$usage}
 data=${3:?$usage}
 pretrained=${4:-$HOME/.cache/speechbrain_turbo/pretrained}
 jobs=${5:-2}
+corpus=$(basename "$(dirname "$(realpath "$recipe")")")
+kept=$(pwd)/bench/measurements/turbo_comparison/$corpus/$stage
 cd "$recipe"
 root=results/turbo_comparison/$stage
 read -r -a finetune <<<"${FINETUNE:-}"
@@ -72,3 +74,10 @@ arms)
     ;;
 esac
 python -m speechbrain_turbo.cross_validate "$root"
+# The small files of every run (history, test metrics, predictions per
+# utterance, run record) and the tables, for bench/measurements.
+mkdir -p "$kept"
+(cd "$root" && find . \( -name history.jsonl -o -name 'test_metrics*.json' \
+    -o -name 'test_predictions*.csv' -o -name run_record.json \
+    -o -name train_log.txt -o -name 'results.*' -o -name 'summary.md' \
+    -o -name 'comparison_*' \) -exec cp --parents {} "$kept" \;)
