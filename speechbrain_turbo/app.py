@@ -309,8 +309,12 @@ def serve(model_folder, host="127.0.0.1", port=7860, device="cpu"):
             "speechbrain-turbo serve needs Gradio: pip install -e '.[app]' "
             f"(or pip install gradio) ({error})"
         ) from error
-    from speechbrain_turbo.inference import TurboClassifier
+    from speechbrain_turbo.inference import TurboClassifier, model_source
 
+    try:
+        model_source(model_folder)
+    except FileNotFoundError as error:
+        raise SystemExit(f"speechbrain-turbo serve: {error}") from None
     classifier = TurboClassifier.from_hparams(
         model_folder, run_opts={"device": device}
     )
@@ -323,10 +327,8 @@ def serve(model_folder, host="127.0.0.1", port=7860, device="cpu"):
         server_port=port,
         show_error=False,
         max_file_size=upload_limit_bytes(classifier.max_audio_seconds),
-        # The exported examples, wherever the model folder is.
-        allowed_paths=sorted(
-            {os.path.dirname(f) for f, _ in classifier.examples}
-        ),
+        # Exactly the model folder's own example files, nothing beside them.
+        allowed_paths=sorted(f for f, _ in classifier.examples),
     )
 
 

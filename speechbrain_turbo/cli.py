@@ -38,8 +38,12 @@ from speechbrain_turbo.export import export_model
 
 def _classifier(model_folder, device):
     """Loads the model (imported here: export needs no inference stack)."""
-    from speechbrain_turbo.inference import TurboClassifier
+    from speechbrain_turbo.inference import TurboClassifier, model_source
 
+    try:
+        model_source(model_folder)
+    except FileNotFoundError as error:
+        raise SystemExit(f"speechbrain-turbo: {error}") from None
     return TurboClassifier.from_hparams(
         model_folder, run_opts={"device": device}
     )

@@ -61,6 +61,40 @@ def normalize_transcript(text):
     return " ".join(words.split())
 
 
+def file_stem(item_id):
+    """A file name for an utterance ID, safe in any folder.
+
+    IDs come from manifests and may hold anything (``../../x``, ``a/b``,
+    control characters): everything that writes a file per utterance names
+    it through this function. Characters other than letters, digits, ``.``,
+    ``_`` and ``-`` become ``_``, leading dots are dropped, and a changed or
+    empty name gets 8 hex digits of the ID's hash, so that two IDs never
+    share a name.
+
+    Arguments
+    ---------
+    item_id : str
+        An utterance ID.
+
+    Returns
+    -------
+    str
+        The file name (without extension).
+
+    Example
+    -------
+    >>> file_stem("Ses01F_impro01_F000")
+    'Ses01F_impro01_F000'
+    >>> file_stem("../../etc/passwd")
+    'etc_passwd_3754d6cb'
+    """
+    stem = re.sub(r"[^A-Za-z0-9._-]", "_", item_id).lstrip("._")
+    if stem != item_id or not stem:
+        digest = hashlib.sha256(item_id.encode("utf-8")).hexdigest()[:8]
+        stem = f"{stem[:80]}_{digest}" if stem else digest
+    return stem
+
+
 def transcript_group_ids(transcripts):
     """Maps transcripts to integer ids, equal exactly for equal transcripts.
 

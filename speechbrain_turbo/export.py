@@ -218,7 +218,8 @@ def _export_examples(experiment_folder, model_folder, count):
     transcript) into ``<model_folder>/examples/`` and lists them in
     ``examples.csv`` (``file,text``).
     """
-    from speechbrain_turbo.inference import EXAMPLES_FILE
+    from speechbrain_turbo.dataio import file_stem
+    from speechbrain_turbo.inference import EXAMPLES_FILE, EXAMPLES_FOLDER
 
     screened = os.path.join(experiment_folder, "test_screened.json")
     if not os.path.exists(screened):
@@ -228,13 +229,18 @@ def _export_examples(experiment_folder, model_folder, count):
         )
     with open(screened, encoding="utf-8") as f:
         entries = list(json.load(f).items())[:count]
-    folder = os.path.join(model_folder, "examples")
+    folder = os.path.join(model_folder, EXAMPLES_FOLDER)
     os.makedirs(folder, exist_ok=True)
     rows = []
     for item_id, entry in entries:
-        name = f"{item_id}{os.path.splitext(entry['wav'])[1]}"
+        extension = os.path.splitext(entry["wav"])[1].lstrip(".")
+        name = file_stem(item_id)
+        if extension:
+            name += f".{file_stem(extension)}"
         shutil.copy(entry["wav"], os.path.join(folder, name))
-        rows.append({"file": f"examples/{name}", "text": entry["text"]})
+        rows.append(
+            {"file": f"{EXAMPLES_FOLDER}/{name}", "text": entry["text"]}
+        )
     with open(
         os.path.join(model_folder, EXAMPLES_FILE),
         "w",

@@ -31,8 +31,49 @@ from speechbrain.utils.data_utils import batch_pad_right
 from speechbrain_turbo.dataio import load_audio
 from speechbrain_turbo.screening import inspect_audio
 
-# The examples' table in a model folder (see speechbrain_turbo.export).
+# The examples' table and files in a model folder (speechbrain_turbo.export).
 EXAMPLES_FILE = "examples.csv"
+EXAMPLES_FOLDER = "examples"
+HUB_PREFIX = "hf://"
+
+
+def model_source(source):
+    """The folder (or, with ``hf://``, the hub name) of a model.
+
+    A model folder holds code (its ``hyperparams.yaml``), so a mistyped or
+    not yet exported folder must not turn into a download from whoever owns
+    that name on the HuggingFace hub: only ``hf://org/name`` is a hub name.
+
+    Arguments
+    ---------
+    source : str
+        A local folder, or ``hf://org/name``.
+
+    Returns
+    -------
+    str
+        The folder, or the hub name without its prefix.
+
+    Example
+    -------
+    >>> model_source("hf://org/name")
+    'org/name'
+    >>> model_source("no/such/folder")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    FileNotFoundError: No model folder no/such/folder: export one with ...
+    """
+    if source.startswith(HUB_PREFIX):
+        return source[len(HUB_PREFIX) :]
+    if not os.path.isdir(source):
+        raise FileNotFoundError(
+            f"No model folder {source}: export one with speechbrain-turbo "
+            f"export RUN_FOLDER {source} (a HuggingFace hub model is named "
+            f"{HUB_PREFIX}org/name)"
+        )
+    return source
+
+
 # Shorter audio is refused: a filterbank frame is 25 ms and Whisper's
 # convolutions need a few of them; a tenth of a second is no utterance.
 MIN_AUDIO_SECONDS = 0.1
@@ -82,7 +123,9 @@ class TurboClassifier(Pretrained):
         Arguments
         ---------
         source : str
-            The model folder.
+            The model folder. A HuggingFace hub model must be named as one,
+            ``hf://org/name``: a path that is not a folder here is refused,
+            never looked up on the hub (a model folder is code).
         hparams_file : str
             Its hyperparameters file.
         overrides : dict, optional
@@ -98,6 +141,7 @@ class TurboClassifier(Pretrained):
         TurboClassifier
             The loaded classifier, in evaluation mode.
         """
+        source = model_source(source)
         overrides = dict(overrides or {})
         overrides.setdefault("model_dir", os.path.abspath(source))
         if savedir is None and os.path.isdir(source):
@@ -138,11 +182,24 @@ class TurboClassifier(Pretrained):
         table = os.path.join(self.hparams.model_dir, EXAMPLES_FILE)
         if not os.path.exists(table):
             return []
+        folder = os.path.realpath(
+            os.path.join(self.hparams.model_dir, EXAMPLES_FOLDER)
+        )
+        examples = []
         with open(table, newline="", encoding="utf-8") as f:
-            return [
-                (os.path.join(self.hparams.model_dir, row["file"]), row["text"])
-                for row in csv.DictReader(f)
-            ]
+            for line, row in enumerate(csv.DictReader(f), start=2):
+                path = os.path.realpath(
+                    os.path.join(self.hparams.model_dir, row["file"])
+                )
+                # Only files of the folder's own examples/ are ever shown.
+                if os.path.dirname(path) != folder:
+                    raise ValueError(
+                        f"{table}, line {line}: {row['file']!r} is not a file "
+                        f"of the model folder's {EXAMPLES_FOLDER}/: re-export "
+                        "the model"
+                    )
+                examples.append((path, row["text"]))
+        return examples
 
     def text_to_ids(self, text):
         """Token ids of a transcript, as the training data pipeline made.
