@@ -98,6 +98,34 @@ def audio_problem(path, max_seconds=None):
     return inspect_audio(path, max_seconds)[0]
 
 
+# The most decoded audio a second of an accepted file may hold: 48 kHz
+# stereo float32. Checked from the header, before decoding: a compressed
+# file of many channels at a high rate is small on disk and huge decoded.
+MAX_DECODED_BYTES_PER_SECOND = 48000 * 2 * 4
+
+
+def decoded_bytes(info):
+    """Bytes of float32 samples a file decodes to, from its header.
+
+    Arguments
+    ---------
+    info : object
+        ``speechbrain.dataio.audio_io.info``'s result (frames, channels).
+
+    Returns
+    -------
+    int
+        ``frames * channels * 4``.
+
+    Example
+    -------
+    >>> from types import SimpleNamespace
+    >>> decoded_bytes(SimpleNamespace(frames=16000, channels=2))
+    128000
+    """
+    return info.frames * info.channels * 4
+
+
 def inspect_audio(path, max_seconds=None):
     """An audio file's problem (as :func:`audio_problem`) and its duration,
     from one reading of its header.
@@ -107,7 +135,8 @@ def inspect_audio(path, max_seconds=None):
     path : str
         The audio file.
     max_seconds : float, optional
-        Longest accepted duration.
+        Longest accepted duration; it also bounds what the file may decode
+        to (``max_seconds`` of 48 kHz stereo), checked from the header.
 
     Returns
     -------
@@ -144,6 +173,16 @@ def inspect_audio(path, max_seconds=None):
         )
     elif info.frames == 0:
         problem = (f"empty audio {path!r} (0 samples)", "drop the entry")
+    elif max_seconds is not None and (
+        decoded_bytes(info) > max_seconds * MAX_DECODED_BYTES_PER_SECOND
+    ):
+        problem = (
+            f"audio {path!r} would decode to "
+            f"{decoded_bytes(info) / 1e6:.0f} MB ({info.channels} channels "
+            f"at {info.sample_rate} Hz), more than {max_seconds} s of 48 kHz "
+            "stereo",
+            "convert it to mono at 16 kHz, or drop it",
+        )
     elif max_seconds is not None and info.duration > max_seconds:
         problem = (
             f"audio {path!r} lasts {info.duration:.1f} s, more than "

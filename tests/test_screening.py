@@ -5,6 +5,7 @@ counted and listed in rejects.csv (on_bad_input: skip).
 
 import csv
 import json
+import os
 
 import pytest
 import torch
@@ -197,3 +198,21 @@ def test_json_manifest_duplicates_and_missing_transcripts(tmp_path):
 def test_unknown_policy_is_refused(tmp_path):
     with pytest.raises(ValueError, match="on_bad_input must be one of"):
         screen_manifests({}, str(tmp_path), on_bad_input="ignore")
+
+
+def test_audio_that_would_decode_beyond_its_bound_is_refused_from_the_header(
+    tmp_path,
+):
+    from speechbrain_turbo.screening import inspect_audio
+
+    many = str(tmp_path / "many.flac")
+    # 8 channels at 96 kHz: a small file on disk (silence compresses),
+    # 3 MB decoded for one second, where 48 kHz stereo would be 0.38 MB.
+    audio_io.save(many, torch.zeros(8, 96000), 96000)
+    stereo = str(tmp_path / "stereo.wav")
+    audio_io.save(stereo, torch.zeros(2, 48000), 48000)
+    problem, _ = inspect_audio(many, max_seconds=2)
+    assert "would decode to 3 MB (8 channels at 96000 Hz)" in problem[0]
+    assert "mono at 16 kHz" in problem[1]
+    assert inspect_audio(stereo, max_seconds=1) == (None, 1.0)
+    assert os.path.getsize(many) < 200_000
