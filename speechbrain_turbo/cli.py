@@ -266,12 +266,17 @@ def main(argv=None):
 
         serve(args.model, host=args.host, port=args.port, device=args.device)
     elif args.command == "export":
-        meta = export_model(
-            args.experiment_folder,
-            args.model_folder,
-            asr_hub=args.asr_hub,
-            examples=args.examples,
-        )
+        if args.examples < 0:
+            parser.error(f"--examples must be 0 or more, got {args.examples}")
+        try:
+            meta = export_model(
+                args.experiment_folder,
+                args.model_folder,
+                asr_hub=args.asr_hub,
+                examples=args.examples,
+            )
+        except (ValueError, OSError) as error:
+            raise SystemExit(f"speechbrain-turbo export: {error}") from None
         scores = {k: v for k, v in meta.items() if k in ("WA", "UA")}
         print(f"Exported to {args.model_folder} (validation {scores})")
     elif args.manifest:

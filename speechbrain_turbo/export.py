@@ -16,6 +16,7 @@ import io
 import json
 import os
 import shutil
+import tempfile
 
 from ruamel.yaml import YAML
 from ruamel.yaml.comments import TaggedScalar
@@ -97,10 +98,19 @@ def _tag_of(node):
     return getattr(tag, "value", tag) or ""
 
 
+EXPORT_MARK = "# Exported by speechbrain_turbo.export"
+
+
 def export_model(
     experiment_folder, model_folder, max_key="UA", asr_hub=None, examples=0
 ):
     """Writes a model folder from an experiment's best checkpoint.
+
+    The folder is whole or absent: it is written beside its destination
+    and renamed into place at the end, so a failed export leaves what was
+    there before. It may replace an earlier export (whole: nothing of the
+    old one stays), never another folder, and never the experiment folder
+    or a folder inside or around it.
 
     Arguments
     ---------
@@ -108,7 +118,7 @@ def export_model(
         A recipe's ``output_folder`` (holds ``hyperparams.yaml`` and
         ``save/``).
     model_folder : str
-        Where the model goes (created; existing files are replaced).
+        Where the model goes: absent, empty, or an earlier export.
     max_key : str
         Validation metric that selects the checkpoint.
     asr_hub : str, optional
@@ -124,6 +134,73 @@ def export_model(
     -------
     dict
         The exported checkpoint's meta (its validation scores).
+    """
+    if examples < 0:
+        raise ValueError(f"examples must be 0 or more, got {examples}")
+    source = os.path.realpath(experiment_folder)
+    target = os.path.realpath(model_folder)
+    if os.path.commonpath([source, target]) in (source, target):
+        raise ValueError(
+            f"The model folder {model_folder} must lie outside the run "
+            f"folder {experiment_folder} (and not hold it): export to a new "
+            "folder"
+        )
+    if not os.path.exists(os.path.join(experiment_folder, "hyperparams.yaml")):
+        raise FileNotFoundError(
+            f"{experiment_folder} holds no hyperparams.yaml: give the output "
+            "folder of a training run"
+        )
+    if os.path.exists(target) and not _replaceable(target):
+        raise FileExistsError(
+            f"{model_folder} exists and is not a model folder written by "
+            "export: give a new or empty folder"
+        )
+    parent = os.path.dirname(target)
+    os.makedirs(parent, exist_ok=True)
+    partial = tempfile.mkdtemp(prefix=".export-", dir=parent)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(partial, 0o777 & ~umask)  # mkdtemp's folder is private
+    try:
+        meta = _write_model_folder(
+            experiment_folder, partial, max_key, asr_hub, examples
+        )
+        # Swap in the new folder; the old one goes only once it is in place.
+        previous = None
+        if os.path.exists(target):
+            previous = tempfile.mkdtemp(prefix=".replaced-", dir=parent)
+            os.rename(target, os.path.join(previous, "model"))
+        os.rename(partial, target)
+    except BaseException:
+        shutil.rmtree(partial, ignore_errors=True)
+        raise
+    if previous is not None:
+        shutil.rmtree(previous, ignore_errors=True)
+    logger.info("Exported %s to %s", experiment_folder, model_folder)
+    return meta
+
+
+def _replaceable(folder):
+    """Whether an existing folder may be replaced by an export: an empty
+    folder, or one whose hyperparams.yaml an earlier export wrote.
+    """
+    if not os.path.isdir(folder):
+        return False
+    if not os.listdir(folder):
+        return True
+    hyperparams = os.path.join(folder, "hyperparams.yaml")
+    try:
+        with open(hyperparams, encoding="utf-8") as f:
+            return f.readline().startswith(EXPORT_MARK)
+    except (OSError, UnicodeDecodeError):
+        return False
+
+
+def _write_model_folder(
+    experiment_folder, model_folder, max_key, asr_hub, examples
+):
+    """Writes the model folder's files into ``model_folder`` (see
+    :func:`export_model`); returns the checkpoint's meta.
     """
     yaml = YAML()
     with open(
@@ -170,7 +247,7 @@ def export_model(
 
     tokenizer = _export_tokenizer(tree, save_folder, model_folder)
     lines = [
-        "# Exported by speechbrain_turbo.export from",
+        f"{EXPORT_MARK} from",
         f"# {os.path.abspath(experiment_folder)}",
         f"# checkpoint {os.path.basename(checkpoint.path)}: "
         + ", ".join(
@@ -204,12 +281,7 @@ def export_model(
         f.write("\n".join(lines))
     if examples:
         _export_examples(experiment_folder, model_folder, examples)
-    logger.info(
-        "Exported %s (checkpoint %s) to %s",
-        experiment_folder,
-        checkpoint.path,
-        model_folder,
-    )
+    logger.info("Exporting checkpoint %s", checkpoint.path)
     return dict(checkpoint.meta)
 
 
@@ -229,6 +301,13 @@ def _export_examples(experiment_folder, model_folder, count):
         )
     with open(screened, encoding="utf-8") as f:
         entries = list(json.load(f).items())[:count]
+    missing = [e["wav"] for _, e in entries if not os.path.isfile(e["wav"])]
+    if missing:
+        raise FileNotFoundError(
+            f"{len(missing)} example file(s) of {screened} are missing, e.g. "
+            f"{missing[0]} (a relative path is relative to the folder the "
+            "run was started from: export from there)"
+        )
     folder = os.path.join(model_folder, EXAMPLES_FOLDER)
     os.makedirs(folder, exist_ok=True)
     rows = []

@@ -5,7 +5,9 @@ transcript (audio-only path, with and without modality dropout).
 
 import csv
 import io
+import json
 import os
+import shutil
 
 import pytest
 import soundfile
@@ -358,3 +360,50 @@ def test_cli_refuses_to_write_over_its_manifest_or_into_a_folder(
         (line,) = result.stderr.strip().splitlines()
         assert message in line
     assert copy.read_bytes() == manifest.read_bytes()
+
+
+def test_export_is_whole_or_absent_and_never_writes_into_its_run(
+    exported, tmp_path
+):
+    from speechbrain_turbo.cli import main
+    from speechbrain_turbo.export import export_model
+
+    run, model, _, _ = exported
+    before = (run / "hyperparams.yaml").read_bytes()
+    for target in (run, run / "model", run.parent):
+        with pytest.raises(ValueError, match="must lie outside the run"):
+            export_model(str(run), str(target))
+    assert (run / "hyperparams.yaml").read_bytes() == before
+    assert not (run / "model").exists()
+
+    # An earlier export is replaced whole: nothing of it stays.
+    used = tmp_path / "used"
+    export_model(str(run), str(used), examples=2)
+    (used / "examples" / "stale.wav").write_bytes(b"old")
+    export_model(str(run), str(used))
+    assert not (used / "examples").exists()
+    assert sorted(os.listdir(used)) == sorted(
+        f for f in os.listdir(model) if not f.startswith("examples")
+    )
+    # Any other folder is left alone.
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "notes.txt").write_text("mine")
+    with pytest.raises(FileExistsError, match="not a model folder"):
+        export_model(str(run), str(other))
+    assert os.listdir(other) == ["notes.txt"]
+
+    # Examples whose audio cannot be found: an error, and no folder.
+    copy = tmp_path / "copy"
+    shutil.copytree(run, copy)
+    screened = json.loads((copy / "test_screened.json").read_text())
+    for entry in screened.values():
+        entry["wav"] = "relative/missing.wav"
+    (copy / "test_screened.json").write_text(json.dumps(screened))
+    with pytest.raises(FileNotFoundError, match="relative/missing.wav"):
+        export_model(str(copy), str(tmp_path / "half"), examples=1)
+    assert sorted(os.listdir(tmp_path)) == ["copy", "other", "used"]
+
+    with pytest.raises(SystemExit) as stop:
+        main(["export", str(run), str(tmp_path / "x"), "--examples=-1"])
+    assert stop.value.code == 2
