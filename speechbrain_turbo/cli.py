@@ -206,6 +206,10 @@ def _write_csv_atomically(path, rows):
     try:
         with os.fdopen(handle, "w", newline="", encoding="utf-8") as f:
             csv.writer(f).writerows(rows)
+        # mkstemp's file is private: give it the mode a new file gets.
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(partial, 0o666 & ~umask)
         os.replace(partial, path)
     except BaseException:
         os.remove(partial)

@@ -89,3 +89,15 @@ def test_a_model_that_is_not_a_local_folder_is_refused_at_once(
         model_source("hf://speechbrain/some-model") == "speechbrain/some-model"
     )
     assert model_source(str(tmp_path)) == str(tmp_path)
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o002])
+def test_classify_output_gets_the_mode_a_new_file_gets(tmp_path, umask):
+    from speechbrain_turbo.cli import _write_csv_atomically
+
+    previous = os.umask(umask)
+    try:
+        _write_csv_atomically(str(tmp_path / "out.csv"), [["ID"], ["u1"]])
+    finally:
+        os.umask(previous)
+    assert os.stat(tmp_path / "out.csv").st_mode & 0o777 == 0o666 & ~umask
