@@ -83,9 +83,27 @@ def _screened(classifier, audio_path):
     wav, problem = classifier.screened_file(audio_path)
     if problem is None:
         return wav, None
-    # The page names the file as the user knows it, not Gradio's copy.
-    reason = problem[0].replace(audio_path, os.path.basename(audio_path))
+    reason = _hide_server_paths(problem[0], audio_path)
     return None, f"Cannot use this recording: {reason}; {problem[1]}."
+
+
+def _hide_server_paths(message, audio_path):
+    """The message with the upload's server path replaced by its base name
+    (the file as the user knows it, not Gradio's copy), in every form a
+    message may quote it: as is, or escaped by ``repr`` or ``ascii`` (file
+    names with characters Python does not print).
+    """
+    folder = os.path.dirname(audio_path)
+    replacements = (
+        (audio_path, os.path.basename(audio_path)),
+        (folder + os.sep, ""),
+        (folder, ""),
+    )
+    for path, shown in replacements:
+        for form in (path, repr(path)[1:-1], ascii(path)[1:-1]):
+            if form and form != os.sep:
+                message = message.replace(form, shown)
+    return message
 
 
 def classify_for_page(classifier, audio_path, text=None):
@@ -134,8 +152,7 @@ def classify_for_page(classifier, audio_path, text=None):
     except Exception as error:  # a decoder's or the model's own error types
         logger.exception("Could not classify %s", audio_path)
         # The server's folders stay on the server.
-        reason = str(error).replace(audio_path, os.path.basename(audio_path))
-        reason = reason.replace(os.path.dirname(audio_path), "")
+        reason = _hide_server_paths(str(error), audio_path)
         return PageResult(f"Could not classify this recording: {reason}")
     used = {
         "given": "the audio and the typed transcript",

@@ -101,3 +101,35 @@ def test_classify_output_gets_the_mode_a_new_file_gets(tmp_path, umask):
     finally:
         os.umask(previous)
     assert os.stat(tmp_path / "out.csv").st_mode & 0o777 == 0o666 & ~umask
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["plain.wav", "esc\x1bape.wav", "bell\x07.wav", "tab\t.wav", "é\u200b.wav"],
+)
+def test_page_messages_never_show_the_servers_path(tmp_path, name):
+    from speechbrain_turbo.app import classify_for_page
+
+    folder = tmp_path / "gradio" / "upload1234"
+    folder.mkdir(parents=True)
+    path = str(folder / name)
+
+    class Refusing:
+        def screened_file(self, audio_path):
+            return None, (f"unreadable audio {audio_path!r} (x)", "fix it")
+
+    class Failing(Refusing):
+        modalities = ["audio"]
+
+        def screened_file(self, audio_path):
+            import torch
+
+            return torch.zeros(160), None
+
+        def classify_batch(self, wav, texts):
+            raise RuntimeError(f"decoder failed on {path!r} and {ascii(path)}")
+
+    for classifier in (Refusing(), Failing()):
+        message = classify_for_page(classifier, path).message
+        assert str(tmp_path) not in message and "upload1234" not in message
+        assert "gradio" not in message
