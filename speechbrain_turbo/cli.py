@@ -157,11 +157,12 @@ def _manifest_rows(manifest):
     empty or repeated IDs. Relative ``wav`` paths are resolved against the
     manifest's folder.
     """
-    from speechbrain_turbo.dataio import decode_csv_lines
+    from speechbrain_turbo.dataio import read_csv_rows
 
-    lines, not_utf8 = decode_csv_lines(manifest)
-    reader = csv.DictReader(lines)
-    header = reader.fieldnames or []
+    try:
+        header, csv_rows = read_csv_rows(manifest)
+    except ValueError as error:
+        raise SystemExit(str(error)) from None
     missing = [c for c in ("ID", "wav") if c not in header]
     if missing:
         raise SystemExit(
@@ -171,15 +172,14 @@ def _manifest_rows(manifest):
         )
     folder = os.path.dirname(manifest)
     rows, rejects, first_line = [], [], {}
-    for row in reader:
-        line, item_id = reader.line_num, row.get("ID") or ""
+    for line, _, row, problem in csv_rows:
+        item_id = row.get("ID") or ""
         # DictReader puts extra fields under None, fills missing with None.
         extra = row.pop(None, None) or []
         fields = len(header) + len(extra)
         fields -= sum(value is None for value in row.values())
-        problem = None
-        if line in not_utf8:
-            problem = "the line is not valid UTF-8; save the manifest as UTF-8"
+        if problem is not None:
+            pass
         elif fields != len(header):
             problem = (
                 f"{fields} field(s) where the header has {len(header)}; "

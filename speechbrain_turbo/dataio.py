@@ -37,6 +37,10 @@ _resample_warned = set()
 MAX_RESAMPLING_TERM = 1000
 
 MANIFEST_COLUMNS = ("ID", "wav", "text", "label")
+# A manifest cell longer than this is a bad entry (csv's own default limit).
+MAX_CELL_CHARACTERS = 131072
+UNCLOSED_QUOTE = "a quote opened in line"
+NOT_UTF8 = "the line is not valid UTF-8"
 
 
 def normalize_transcript(text):
@@ -265,9 +269,7 @@ def read_manifest(path, data_root=""):
             entries.append((item_id, f"{path} entry {item_id!r}", entry))
         return entries
 
-    lines, not_utf8 = decode_csv_lines(path)
-    reader = csv.DictReader(lines)
-    columns = reader.fieldnames or []
+    columns, rows = read_csv_rows(path)
     missing = [c for c in MANIFEST_COLUMNS if c not in columns]
     if missing:
         raise ValueError(
@@ -277,15 +279,93 @@ def read_manifest(path, data_root=""):
             "speaker)"
         )
     entries = []
-    for row in reader:
-        line = reader.line_num
+    for first, end, row, problem in rows:
+        lines = f"line {first}" if end == first else f"lines {first}-{end}"
+        if problem is not None and problem.startswith(UNCLOSED_QUOTE):
+            # The rows it swallowed cannot be counted, let alone used.
+            raise ValueError(f"{path} {lines}: {problem}")
         entry = {k: v for k, v in row.items() if k is not None}
         entry["wav"] = (entry["wav"] or "").replace("$data_root", data_root)
-        if line in not_utf8:
+        if problem is not None and problem.startswith(NOT_UTF8):
             entry["_not_utf8"] = True
+        elif problem is not None:
+            entry["_row_problem"] = problem
         item_id = entry.pop("ID") or ""
-        entries.append((item_id, f"{path} line {line} (ID {item_id!r})", entry))
+        entries.append((item_id, f"{path} {lines} (ID {item_id!r})", entry))
     return entries
+
+
+def read_csv_rows(path):
+    r"""A CSV manifest's header and rows, each with its lines and any
+    problem of its form, for the manifests of training and of ``classify``.
+
+    Refused outright: a header that names a column twice. Flagged per row
+    (the reason and what to do): a line that is not valid UTF-8, a cell
+    longer than ``MAX_CELL_CHARACTERS``, and a row that runs over several
+    lines because a quote is not closed (it would swallow the rows after
+    it).
+
+    Arguments
+    ---------
+    path : str
+        The CSV file.
+
+    Returns
+    -------
+    header : list of str
+        The column names.
+    rows : list of (int, int, dict, str or None)
+        The row's first and last line, the row as ``csv.DictReader`` gives
+        it, and its problem (``"reason; what to do"``) or None.
+
+    Example
+    -------
+    >>> import tempfile
+    >>> path = os.path.join(tempfile.mkdtemp(), "m.csv")
+    >>> with open(path, "w") as f:
+    ...     _ = f.write('ID,wav\na,"a.wav\nb,b.wav\n')
+    >>> header, rows = read_csv_rows(path)
+    >>> rows[0][:2], rows[0][3][:36]
+    ((2, 3), 'a quote opened in line 2 is not clos')
+    """
+    lines, not_utf8 = decode_csv_lines(path)
+    limit = csv.field_size_limit()
+    # Long cells are read, then flagged: csv's own limit would stop the
+    # whole file at the first one.
+    csv.field_size_limit(2**31 - 1)
+    try:
+        reader = csv.DictReader(lines)
+        header = reader.fieldnames or []
+        repeated = sorted({c for c in header if header.count(c) > 1})
+        if repeated:
+            raise ValueError(
+                f"{path}: the header names {', '.join(repeated)} more than "
+                "once; keep one column of each name"
+            )
+        rows, end = [], reader.line_num
+        for row in reader:
+            first, end = end + 1, reader.line_num
+            cells = [v for v in row.values() if isinstance(v, str)]
+            cells += row.get(None) or []
+            problem = None
+            if any(n in not_utf8 for n in range(first, end + 1)):
+                problem = f"{NOT_UTF8}; save the manifest as UTF-8"
+            elif end > first and any("\n" in c or "\r" in c for c in cells):
+                problem = (
+                    f"{UNCLOSED_QUOTE} {first} is not closed before line "
+                    f"{end}, which merges {end - first + 1} lines into one "
+                    "row; close the quote"
+                )
+            elif any(len(c) > MAX_CELL_CHARACTERS for c in cells):
+                longest = max(len(c) for c in cells)
+                problem = (
+                    f"a cell of {longest:,} characters, more than "
+                    f"{MAX_CELL_CHARACTERS:,}; shorten it"
+                )
+            rows.append((first, end, row, problem))
+    finally:
+        csv.field_size_limit(limit)
+    return header, rows
 
 
 def decode_csv_lines(path):
@@ -417,17 +497,38 @@ def _screen_and_write(
 ):
     """The work of :func:`screen_manifests`, in one process."""
     screen = InputScreen(on_bad_input)
-    labels = None
+    labels, trained_on = None, set()
     for split in ["train"] + [name for name in manifests if name != "train"]:
+        path = manifests[split]
         kept = screen.screen(
             split,
-            read_manifest(manifests[split], data_root),
+            read_manifest(path, data_root),
             label_key,
             labels=labels,
             max_audio_seconds=max_audio_seconds,
         )
+        if not kept:
+            raise ValueError(
+                f"{path}: no usable {split} entry (the manifest has none, or "
+                "every one was rejected: see the log and rejects.csv)"
+            )
         if split == "train":
             labels = {entry[label_key] for entry in kept.values()}
+            trained_on = set(kept)
+            if len(labels) < 2:
+                raise ValueError(
+                    f"{path}: every usable training entry has the label "
+                    f"{next(iter(labels))!r}; a classifier needs at least "
+                    "two classes"
+                )
+        elif trained_on & set(kept):
+            shared = sorted(trained_on & set(kept))
+            raise ValueError(
+                f"{path}: {len(shared)} {split} ID(s) are also in the "
+                f"training manifest {manifests['train']} (e.g. "
+                f"{', '.join(map(repr, shared[:3]))}): an utterance must not "
+                "be both trained and evaluated on; fix the split"
+            )
         with open(screened[split], "w", encoding="utf-8") as f:
             json.dump(kept, f, indent=1, ensure_ascii=False)
     rejects_file = os.path.join(output_folder, "rejects.csv")

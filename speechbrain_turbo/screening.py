@@ -357,6 +357,9 @@ class InputScreen:
                 f"duplicate id (first at {first_seen[item_id]})",
                 "give every utterance its own id",
             )
+        if entry.get("_row_problem"):
+            reason, fix = entry["_row_problem"].rsplit("; ", 1)
+            return ("row", reason, fix)
         if entry.get("_not_utf8"):
             return (
                 "text",

@@ -184,12 +184,15 @@ def test_json_manifest_duplicates_and_missing_transcripts(tmp_path):
         {"wav": wav, "text": None, "emo": "neu", "transcript_file": "t.txt"}
     )
     again = json.dumps({"wav": wav, "text": "Again.", "emo": "neu"})
+    other = json.dumps({"wav": wav, "text": "Sad.", "emo": "sad"})
     # A JSON object may repeat a key; json.load would keep only the last.
-    path.write_text(f'{{"a": {first}, "b": {missing}, "a": {again}}}')
+    path.write_text(
+        f'{{"a": {first}, "b": {missing}, "a": {again}, "c": {other}}}'
+    )
     screened = screen_manifests(
         {"train": str(path)}, str(tmp_path), on_bad_input="skip"
     )
-    assert list(json.loads(open(screened["train"]).read())) == ["a"]
+    assert list(json.loads(open(screened["train"]).read())) == ["a", "c"]
     reasons = {r["id"]: r["reason"] for r in read_rejects(tmp_path)}
     assert reasons["b"] == "missing transcript (no line in 't.txt')"
     assert reasons["a"].startswith("duplicate id (first at ")
@@ -216,3 +219,97 @@ def test_audio_that_would_decode_beyond_its_bound_is_refused_from_the_header(
     assert "mono at 16 kHz" in problem[1]
     assert inspect_audio(stereo, max_seconds=1) == (None, 1.0)
     assert os.path.getsize(many) < 200_000
+
+
+def manifest_file(folder, name, text):
+    path = folder / name
+    path.write_text(text, encoding="utf-8")
+    return str(path)
+
+
+def good_lines(folder, ids, labels=("ang", "sad")):
+    make_audio(folder)
+    wav = folder / "good.wav"
+    return "".join(
+        f"{i},{wav},hello {i},{labels[n % len(labels)]}\n"
+        for n, i in enumerate(ids)
+    )
+
+
+def test_unclosed_quote_stops_training_naming_the_lines(tmp_path):
+    body = good_lines(tmp_path, ["a", "b"])
+    wav = tmp_path / "good.wav"
+    merged = f'c,{wav},"never closed,ang\n' + good_lines(tmp_path, ["d", "e"])
+    train = manifest_file(tmp_path, "train.csv", HEADER + "\n" + body + merged)
+    with pytest.raises(ValueError) as error:
+        screen_manifests({"train": train}, str(tmp_path), label_key="label")
+    assert f"{train} lines 4-6: a quote opened in line 4" in str(error.value)
+
+
+def test_a_huge_cell_is_one_bad_entry_and_the_good_rows_stay(tmp_path):
+    body = good_lines(tmp_path, ["a", "b"])
+    wav = tmp_path / "good.wav"
+    huge = f"c,{wav},{'x' * 200_000},ang\n"
+    train = manifest_file(tmp_path, "train.csv", HEADER + "\n" + body + huge)
+    out = tmp_path / "out"
+    out.mkdir()
+    screened = screen_manifests(
+        {"train": train}, str(out), label_key="label", on_bad_input="skip"
+    )
+    assert sorted(json.load(open(screened["train"]))) == ["a", "b"]
+    (reject,) = read_rejects(out)
+    assert reject["id"] == "c" and "200,000 characters" in reject["reason"]
+
+
+@pytest.mark.parametrize(
+    "header", ["ID,wav,wav,text,label", "ID,wav,text,text,label"]
+)
+def test_a_header_naming_a_column_twice_is_refused(tmp_path, header):
+    train = manifest_file(tmp_path, "train.csv", header + "\n")
+    with pytest.raises(ValueError, match="names (wav|text) more than once"):
+        screen_manifests({"train": train}, str(tmp_path), label_key="label")
+
+
+def test_empty_splits_one_class_and_shared_ids_are_refused(tmp_path):
+    train = manifest_file(
+        tmp_path, "train.csv", HEADER + "\n" + good_lines(tmp_path, ["a", "b"])
+    )
+    empty = manifest_file(tmp_path, "valid.csv", HEADER + "\n")
+    with pytest.raises(ValueError, match="valid.csv: no usable valid entry"):
+        screen_manifests(
+            {"train": train, "valid": empty}, str(tmp_path), label_key="label"
+        )
+    one_class = manifest_file(
+        tmp_path,
+        "one.csv",
+        HEADER + "\n" + good_lines(tmp_path, ["a", "b"], labels=("ang",)),
+    )
+    with pytest.raises(ValueError, match="the label 'ang'; a classifier needs"):
+        screen_manifests({"train": one_class}, str(tmp_path), label_key="label")
+    leaky = manifest_file(
+        tmp_path, "test.csv", HEADER + "\n" + good_lines(tmp_path, ["x", "b"])
+    )
+    with pytest.raises(ValueError, match="1 test ID.*e.g. 'b'"):
+        screen_manifests(
+            {"train": train, "test": leaky}, str(tmp_path), label_key="label"
+        )
+
+
+def test_classify_manifests_list_merged_and_huge_rows_as_rejects(tmp_path):
+    from speechbrain_turbo.cli import _manifest_rows
+
+    wav = tmp_path / "a.wav"
+    path = manifest_file(
+        tmp_path,
+        "m.csv",
+        f'ID,wav,text\na,{wav},hi\nb,{wav},"open\nc,{wav},x\nd,{wav},ok"\n'
+        f"e,{wav},{'y' * 140_000}\nf,{wav},fine\n",
+    )
+    rows, rejects = _manifest_rows(path)
+    assert [row["ID"] for _, row in rows] == ["a", "f"]
+    why = {r["ID"]: r["why"] for r in rejects}
+    assert "a quote opened in line 3 is not closed before line 5" in why["b"]
+    assert "140,000 characters" in why["e"]
+    twice = manifest_file(tmp_path, "twice.csv", "ID,wav,wav\n")
+    with pytest.raises(SystemExit, match="names wav more than once"):
+        _manifest_rows(twice)
