@@ -14,6 +14,7 @@ Authors
 """
 
 import fcntl
+import glob
 import hashlib
 import importlib.metadata
 import json
@@ -219,6 +220,27 @@ def _git_revision():
     return {"commit": commit, "dirty": bool(status.strip())}
 
 
+def _check_manifests_unchanged(output_folder, manifests):
+    """Refuses to resume a run that has checkpoints on manifests whose
+    content differs from those it recorded when it started.
+    """
+    path = os.path.join(output_folder, RECORD_FILE)
+    checkpoints = glob.glob(os.path.join(output_folder, "save", "CKPT*"))
+    if not (checkpoints and os.path.exists(path)):
+        return
+    with open(path, encoding="utf-8") as f:
+        recorded = json.load(f).get("manifests", {})
+    for split, manifest in manifests.items():
+        before = recorded.get(split, {}).get("sha256")
+        if before is not None and before != sha256_of_file(manifest):
+            raise ValueError(
+                f"The {split} manifest {manifest} changed since this run "
+                f"started in {output_folder} (its checkpoints were trained "
+                "on the old content): delete that folder to start anew on "
+                "the new data, or pass a new --output_folder"
+            )
+
+
 def write_run_record(output_folder, manifests):
     """Writes ``run_record.json``: what reproducing this run needs.
 
@@ -251,7 +273,17 @@ def write_run_record(output_folder, manifests):
     >>> record = write_run_record(folder, {"train": manifest})
     >>> record["packages"]["torch"] == torch.__version__.split("+")[0]
     True
+
+    A run with checkpoints does not resume on other data:
+
+    >>> os.makedirs(os.path.join(folder, "save", "CKPT+1"))
+    >>> _ = open(manifest, "w").write('{"new": {}}')
+    >>> write_run_record(folder, {"train": manifest})  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    ValueError: The train manifest ...train.json changed since ...
     """
+    _check_manifests_unchanged(output_folder, manifests)
     packages = {
         dist.metadata["Name"]: dist.version
         for dist in importlib.metadata.distributions()
