@@ -59,7 +59,10 @@ def classify_one(args):
         wav.unsqueeze(0), texts=[args.text], transcribe=not args.no_asr
     )
     print(f"label: {labels[0]}  score: {float(score[0]):.4f}")
-    print(f"text: {model.text_sources[0]}")
+    if model.text_sources[0] == "asr":
+        print(f"text: asr: {model.transcripts[0]}")
+    else:
+        print(f"text: {model.text_sources[0]}")
     for label, p in zip(model.labels, probabilities[0].tolist()):
         print(f"  {label}: {p:.4f}")
 

@@ -264,7 +264,7 @@ def _write_model_folder(
         "",
         "label_encoder: !new:speechbrain.dataio.encoder.CategoricalEncoder",
         *tokenizer,
-        *_asr_lines(asr_hub),
+        *_asr_lines(asr_hub, model_folder),
         "",
         "modules:",
         *[f"    {name}: !ref <{name}>" for name in modules],
@@ -379,14 +379,21 @@ def _export_tokenizer(tree, save_folder, model_folder):
     ]
 
 
-def _asr_lines(asr_hub):
-    """YAML lines of the optional Whisper model for missing transcripts."""
+def _asr_lines(asr_hub, model_folder):
+    """YAML lines of the optional Whisper model for missing transcripts; a
+    local Whisper folder is copied into ``<model_folder>/asr``, so that the
+    model folder works wherever it is moved.
+    """
     if asr_hub is None:
         return []
+    source = asr_hub
+    if os.path.isdir(asr_hub):
+        shutil.copytree(asr_hub, os.path.join(model_folder, "asr"))
+        source = "!ref <model_dir>/asr"
     return [
         "",
         "# Transcribes audio given without text (TurboClassifier).",
-        f"asr_hub: {asr_hub}",
+        f"asr_hub: {source}",
         "asr_model: !new:speechbrain.integrations.huggingface.whisper.Whisper",
         "    source: !ref <asr_hub>",
         "    save_path: !ref <model_dir>/asr",

@@ -117,7 +117,12 @@ def test_missing_text_is_transcribed_by_the_models_whisper(exported, tmp_path):
         f"--asr_hub={whisper}",
     )
     assert result.returncode == 0, result.stderr[-3000:]
-    assert f"asr_hub: {whisper}" in (model / "hyperparams.yaml").read_text()
+    # The local Whisper travels with the model: moved, the folder works.
+    assert whisper not in (model / "hyperparams.yaml").read_text()
+    shutil.rmtree(whisper)
+    moved = tmp_path / "elsewhere" / "model_asr"
+    shutil.move(str(model), str(moved))
+    model = moved
 
     classifier = TurboClassifier.from_hparams(str(model))
     entry = next(iter(test.values()))
@@ -134,6 +139,10 @@ def test_missing_text_is_transcribed_by_the_models_whisper(exported, tmp_path):
     classifier.classify_file(entry["wav"], transcribe=False)
     assert classifier.text_sources == ["absent"]
     assert classifier.transcripts == [None]
+    # The command line shows the words it classified.
+    result = cli_classify(model, "--audio", entry["wav"])
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert f"text: asr: {transcript}" in result.stdout
 
     # The web page: an empty transcript box means Whisper's transcript, and
     # the page says which; the audio-only column skips the ASR.
