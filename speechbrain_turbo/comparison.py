@@ -328,6 +328,35 @@ def compare(root, reference, metric="UA", arms=None, resamples=2000):
     return results
 
 
+def versus_probe(runs, probe_file, metric="UA"):
+    """A configuration against a frozen-feature probe, fold by fold.
+
+    Arguments
+    ---------
+    runs : dict
+        Output of :func:`read_runs`.
+    probe_file : str
+        ``bench/whisper_probe.py``'s JSON report (its ``probe_own_length``
+        folds: ``test_fold`` and ``test_<metric>``; the probe is
+        deterministic, one score per fold).
+    metric : str
+        ``UA`` or ``WA``.
+
+    Returns
+    -------
+    dict
+        :func:`t_summary` of the seed-averaged differences, in points.
+    """
+    with open(probe_file, encoding="utf-8") as f:
+        folds = json.load(f)["probe_own_length"]["folds"]
+    probe = {fold["test_fold"]: fold[f"test_{metric}"] for fold in folds}
+    per_fold = {}
+    for (fold, _), run in runs.items():
+        if fold in probe:
+            per_fold.setdefault(fold, []).append(run["score"] - probe[fold])
+    return t_summary([100 * statistics.mean(d) for d in per_fold.values()])
+
+
 def markdown(results, reference, metric):
     """A Markdown table of :func:`compare`'s results.
 
@@ -371,11 +400,23 @@ def main(argv=None):
         "--metric", default="UA", choices=("UA", "WA", "macro_F1")
     )
     parser.add_argument("--resamples", type=int, default=2000)
+    parser.add_argument(
+        "--probe", help="bench/whisper_probe.py's report: reference - probe"
+    )
     args = parser.parse_args(argv)
     results = compare(
         args.root, args.reference, args.metric, args.arms, args.resamples
     )
     table = markdown(results, args.reference, args.metric)
+    if args.probe:
+        runs = read_runs(os.path.join(args.root, args.reference), args.metric)
+        probe = versus_probe(runs, args.probe, args.metric)
+        table += (
+            f"\n{args.reference} − frozen probe, test {args.metric}: "
+            f"{probe['mean']:+.1f} [{probe['low']:+.1f}, {probe['high']:+.1f}]"
+            f" over {probe['n']} folds (p {probe['p']:.3f})\n"
+        )
+        results.append({"arm": f"{args.reference} - frozen probe", **probe})
     stem = os.path.join(args.root, f"comparison_{args.metric}")
     with open(stem + ".md", "w", encoding="utf-8") as f:
         f.write(table)

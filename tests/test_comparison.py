@@ -16,6 +16,7 @@ from speechbrain_turbo.comparison import (
     read_runs,
     t_summary,
     utterance_bootstrap,
+    versus_probe,
 )
 
 LABELS = ["ang", "hap", "sad"]
@@ -143,3 +144,15 @@ def test_bootstrap_refuses_runs_tested_on_other_utterances(tmp_path):
         f.write("extra,ang,ang\n")
     with pytest.raises(ValueError, match="turbo/fold1_seed1"):
         compare(str(tmp_path), "baseline", "UA", resamples=10)
+
+
+def test_a_configuration_against_the_frozen_probe_per_fold(tmp_path):
+    make_sweep(tmp_path, {"baseline": {(1, 1): 3, (1, 2): 6, (2, 1): 0}})
+    runs = read_runs(os.path.join(tmp_path, "baseline"), "WA")
+    probe = tmp_path / "probe.json"
+    folds = [{"test_fold": 1, "test_WA": 0.8}, {"test_fold": 2, "test_WA": 0.9}]
+    probe.write_text(json.dumps({"probe_own_length": {"folds": folds}}))
+    result = versus_probe(runs, str(probe), "WA")
+    # Fold 1: seeds at 27/30 and 24/30 average 0.85; fold 2: 1.0.
+    assert result["n"] == 2
+    assert result["mean"] == pytest.approx(100 * (0.05 + 0.1) / 2)
