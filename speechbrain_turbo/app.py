@@ -326,19 +326,23 @@ def serve(model_folder, host="127.0.0.1", port=7860, device="cpu"):
             "speechbrain-turbo serve needs Gradio: pip install -e '.[app]' "
             f"(or pip install gradio) ({error})"
         ) from error
-    from speechbrain_turbo.inference import TurboClassifier, model_source
+    from speechbrain_turbo.inference import ModelFolderError, TurboClassifier
 
     try:
-        model_source(model_folder)
-    except FileNotFoundError as error:
+        classifier = TurboClassifier.from_hparams(
+            model_folder, run_opts={"device": device}
+        )
+    except (FileNotFoundError, ModelFolderError) as error:
         raise SystemExit(f"speechbrain-turbo serve: {error}") from None
-    classifier = TurboClassifier.from_hparams(
-        model_folder, run_opts={"device": device}
-    )
     warn_if_exposed(host)
     page = build_page(
         classifier, title=f"speechbrain-turbo: {os.path.basename(model_folder)}"
     )
+    if not _port_free(host, port):
+        raise SystemExit(
+            f"speechbrain-turbo serve: port {port} on {host} is in use: "
+            "stop what holds it or pass another --port"
+        )
     page.queue(max_size=MAX_QUEUE_SIZE).launch(
         server_name=host,
         server_port=port,
@@ -347,6 +351,20 @@ def serve(model_folder, host="127.0.0.1", port=7860, device="cpu"):
         # Exactly the model folder's own example files, nothing beside them.
         allowed_paths=sorted(f for f, _ in classifier.examples),
     )
+
+
+def _port_free(host, port):
+    """Whether a server could listen on ``host:port`` now."""
+    import socket
+
+    try:
+        with socket.socket(
+            socket.AF_INET6 if ":" in host else socket.AF_INET
+        ) as probe:
+            probe.bind((host, port))
+        return True
+    except OSError:
+        return False
 
 
 def warn_if_exposed(host):

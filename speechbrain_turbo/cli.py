@@ -38,15 +38,14 @@ from speechbrain_turbo.export import export_model
 
 def _classifier(model_folder, device):
     """Loads the model (imported here: export needs no inference stack)."""
-    from speechbrain_turbo.inference import TurboClassifier, model_source
+    from speechbrain_turbo.inference import ModelFolderError, TurboClassifier
 
     try:
-        model_source(model_folder)
-    except FileNotFoundError as error:
+        return TurboClassifier.from_hparams(
+            model_folder, run_opts={"device": device}
+        )
+    except (FileNotFoundError, ModelFolderError) as error:
         raise SystemExit(f"speechbrain-turbo: {error}") from None
-    return TurboClassifier.from_hparams(
-        model_folder, run_opts={"device": device}
-    )
 
 
 def classify_one(args):

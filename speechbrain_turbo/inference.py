@@ -26,15 +26,24 @@ import os
 
 import torch
 from speechbrain.inference.interfaces import Pretrained
+from speechbrain.utils.checkpoints import (
+    DEFAULT_SAVE_HOOKS,
+    get_default_hook,
+    torch_save,
+)
 from speechbrain.utils.data_utils import batch_pad_right
+from speechbrain.utils.logger import get_logger
 
 from speechbrain_turbo.dataio import load_audio
+from speechbrain_turbo.export import EXPORT_MARK
 from speechbrain_turbo.screening import inspect_audio
 
 # The examples' table and files in a model folder (speechbrain_turbo.export).
 EXAMPLES_FILE = "examples.csv"
 EXAMPLES_FOLDER = "examples"
 HUB_PREFIX = "hf://"
+
+logger = get_logger(__name__)
 
 
 def model_source(source):
@@ -72,6 +81,37 @@ def model_source(source):
             f"{HUB_PREFIX}org/name)"
         )
     return source
+
+
+class ModelFolderError(ValueError):
+    """A model folder that cannot be used, with a one-line message naming
+    the file and what to do (the command line shows it without a trace).
+    """
+
+
+def _check_model_folder(folder, hparams_file):
+    """Refuses, in one line, a folder that is no exported model."""
+    path = os.path.join(folder, hparams_file)
+    if os.path.isdir(os.path.join(folder, "save")) and not _exported(path):
+        raise ModelFolderError(
+            f"{folder} is a training run's folder, not a model: export it "
+            f"first (speechbrain-turbo export {folder} MODEL_FOLDER)"
+        )
+    if not os.path.isfile(path) or os.path.getsize(path) == 0:
+        state = "empty" if os.path.isfile(path) else "missing"
+        raise ModelFolderError(
+            f"{path} is {state}: {folder} is no exported model "
+            "(speechbrain-turbo export RUN_FOLDER MODEL_FOLDER writes one)"
+        )
+
+
+def _exported(hparams_path):
+    """Whether ``speechbrain-turbo export`` wrote this hyperparams file."""
+    try:
+        with open(hparams_path, encoding="utf-8") as f:
+            return f.readline().startswith(EXPORT_MARK)
+    except (OSError, UnicodeDecodeError):
+        return False
 
 
 # Shorter audio is refused: a filterbank frame is 25 ms and Whisper's
@@ -144,15 +184,79 @@ class TurboClassifier(Pretrained):
         source = model_source(source)
         overrides = dict(overrides or {})
         overrides.setdefault("model_dir", os.path.abspath(source))
-        if savedir is None and os.path.isdir(source):
-            savedir = source
-        return super().from_hparams(
-            source,
-            hparams_file=hparams_file,
-            overrides=overrides,
-            savedir=savedir,
-            **kwargs,
-        )
+        local = os.path.isdir(source)
+        if local:
+            _check_model_folder(source, hparams_file)
+            savedir = savedir or source
+        device = (kwargs.get("run_opts") or {}).get("device", "cpu")
+        if str(device).startswith("cuda") and not torch.cuda.is_available():
+            raise ModelFolderError(
+                f"--device {device}: no CUDA device is available here; use "
+                "--device cpu"
+            )
+        try:
+            model = super().from_hparams(
+                source,
+                hparams_file=hparams_file,
+                overrides=overrides,
+                savedir=savedir,
+                **kwargs,
+            )
+        except Exception as error:
+            if not local:
+                raise
+            logger.debug("Loading %s failed", source, exc_info=True)
+            reason = (str(error).strip().splitlines() or [""])[0][:200]
+            raise ModelFolderError(
+                f"{source}: the model folder does not load "
+                f"({type(error).__name__}: {reason}); export it again with "
+                "speechbrain-turbo export"
+            ) from error
+        if local:
+            model._check_weights()
+        return model
+
+    def _check_weights(self):
+        """Every file the pretrainer loads is there and matches its module
+        (names and shapes: SpeechBrain loads checkpoints leniently, which
+        would leave random weights in place); the label encoder is whole.
+        """
+        folder = self.hparams.model_dir
+        for key, target in self.hparams.pretrainer.loadables.items():
+            path = os.path.join(folder, f"{key}.ckpt")
+            if not os.path.isfile(path):
+                raise ModelFolderError(
+                    f"{path} is missing: export the model again"
+                )
+            # Only what is saved as a state dict (not, e.g., a normaliser's
+            # own statistics format).
+            if get_default_hook(target, DEFAULT_SAVE_HOOKS) is not torch_save:
+                continue
+            saved = torch.load(path, map_location="cpu", weights_only=True)
+            expected = target.state_dict()
+            wrong = sorted(
+                set(saved) ^ set(expected)
+                | {
+                    name
+                    for name in set(saved) & set(expected)
+                    if saved[name].shape != expected[name].shape
+                }
+            )
+            if wrong:
+                raise ModelFolderError(
+                    f"{path} does not fit the module {key} of its "
+                    f"hyperparams.yaml ({len(wrong)} parameter(s) missing, "
+                    f"extra or of another shape, e.g. {wrong[0]}): export "
+                    "the model again"
+                )
+        encoder = self.hparams.label_encoder
+        indices = sorted(encoder.ind2lab)
+        if len(indices) < 2 or indices != list(range(len(indices))):
+            raise ModelFolderError(
+                f"{os.path.join(folder, 'label_encoder.ckpt')}: the label "
+                f"encoder holds {len(indices)} label(s) with indices "
+                f"{indices[:10]}; export the model again"
+            )
 
     @property
     def modalities(self):

@@ -416,3 +416,82 @@ def test_export_is_whole_or_absent_and_never_writes_into_its_run(
     with pytest.raises(SystemExit) as stop:
         main(["export", str(run), str(tmp_path / "x"), "--examples=-1"])
     assert stop.value.code == 2
+
+
+def damaged_copies(model, tmp_path):
+    """Model folders damaged in one way each -> the message's key words."""
+    cases = {}
+
+    def copy(name):
+        folder = tmp_path / name
+        shutil.copytree(model, folder)
+        return folder
+
+    copy("no_hparams").joinpath("hyperparams.yaml").unlink()
+    cases["no_hparams"] = "hyperparams.yaml is missing"
+    copy("empty_hparams").joinpath("hyperparams.yaml").write_text("")
+    cases["empty_hparams"] = "hyperparams.yaml is empty"
+    bad = copy("bad_yaml").joinpath("hyperparams.yaml")
+    bad.write_text(bad.read_text() + "\n  : : [unclosed\n")
+    cases["bad_yaml"] = "does not load"
+    copy("no_labels").joinpath("label_encoder.ckpt").unlink()
+    cases["no_labels"] = "label_encoder.ckpt"
+    labels = copy("duplicate_label").joinpath("label_encoder.ckpt")
+    text = labels.read_text()
+    first = text.splitlines()[0]
+    labels.write_text(text.replace(first, first.replace("=> 0", "=> 1"), 1))
+    cases["duplicate_label"] = "label"
+    copy("no_tokenizer").joinpath("tokenizer.model").unlink()
+    cases["no_tokenizer"] = "does not load"
+    weights = copy("truncated").joinpath("fusion.ckpt")
+    weights.write_bytes(weights.read_bytes()[:100])
+    cases["truncated"] = "does not load"
+    swapped = copy("swapped")
+    shutil.copy(swapped / "fusion.ckpt", swapped / "classifier.ckpt")
+    cases["swapped"] = "classifier.ckpt does not fit the module classifier"
+    return cases
+
+
+def test_a_damaged_model_folder_is_named_in_one_line(exported, tmp_path):
+    from speechbrain_turbo.cli import main
+
+    run, model, manifest, test = exported
+    wav = next(iter(test.values()))["wav"]
+    cases = damaged_copies(model, tmp_path)
+    cases[str(run)] = "is a training run's folder, not a model"
+    for name, expected in cases.items():
+        folder = name if os.path.isabs(name) else str(tmp_path / name)
+        with pytest.raises(SystemExit) as stop:
+            main(["classify", "--model", folder, "--audio", wav])
+        message = str(stop.value)
+        assert expected in message and "\n" not in message, (name, message)
+    if not torch.cuda.is_available():
+        with pytest.raises(SystemExit, match="no CUDA device"):
+            main(
+                [
+                    "classify",
+                    "--model",
+                    str(model),
+                    "--audio",
+                    wav,
+                    "--device",
+                    "cuda",
+                ]
+            )
+
+
+def test_serve_names_a_busy_port_in_one_line(exported):
+    import socket
+
+    pytest.importorskip("gradio")
+    from speechbrain_turbo.app import serve
+
+    _, model, _, _ = exported
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        port = holder.getsockname()[1]
+        with pytest.raises(
+            SystemExit, match=f"port {port} on 127.0.0.1 is in use"
+        ):
+            serve(str(model), port=port)
