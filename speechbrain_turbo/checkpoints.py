@@ -20,7 +20,15 @@ from speechbrain.utils.checkpoints import (
 )
 from speechbrain.utils.logger import get_logger
 
+from speechbrain_turbo.errors import InputError
+
 logger = get_logger(__name__)
+
+
+class NoUsableCheckpoint(InputError, RuntimeError):
+    """No checkpoint of a run's folder loads (a user's copy or disk to fix,
+    not a bug).
+    """
 
 
 class FallbackCheckpointer(Checkpointer):
@@ -108,7 +116,7 @@ class FallbackCheckpointer(Checkpointer):
                 )
                 continue
             return checkpoint
-        raise RuntimeError(
+        raise NoUsableCheckpoint(
             f"None of the {len(failures)} checkpoint(s) in "
             f"{self.checkpoints_dir} loads (the log names each). Move them "
             "away to start over, or restore them from a copy."

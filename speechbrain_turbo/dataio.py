@@ -24,6 +24,7 @@ from speechbrain.dataio import audio_io
 from speechbrain.utils.distributed import run_on_main
 from speechbrain.utils.logger import get_logger
 
+from speechbrain_turbo.errors import InputError
 from speechbrain_turbo.screening import InputScreen
 
 logger = get_logger(__name__)
@@ -272,7 +273,7 @@ def read_manifest(path, data_root=""):
     columns, rows = read_csv_rows(path)
     missing = [c for c in MANIFEST_COLUMNS if c not in columns]
     if missing:
-        raise ValueError(
+        raise InputError(
             f"{path}: missing column(s) {', '.join(missing)} (found "
             f"{', '.join(columns) or 'none'}). An audio-text manifest "
             "needs the header ID,wav,text,label (optional: duration, "
@@ -283,7 +284,7 @@ def read_manifest(path, data_root=""):
         lines = f"line {first}" if end == first else f"lines {first}-{end}"
         if problem is not None and problem.startswith(UNCLOSED_QUOTE):
             # The rows it swallowed cannot be counted, let alone used.
-            raise ValueError(f"{path} {lines}: {problem}")
+            raise InputError(f"{path} {lines}: {problem}")
         entry = {k: v for k, v in row.items() if k is not None}
         entry["wav"] = (entry["wav"] or "").replace("$data_root", data_root)
         if problem is not None and problem.startswith(NOT_UTF8):
@@ -338,7 +339,7 @@ def read_csv_rows(path):
         header = reader.fieldnames or []
         repeated = sorted({c for c in header if header.count(c) > 1})
         if repeated:
-            raise ValueError(
+            raise InputError(
                 f"{path}: the header names {', '.join(repeated)} more than "
                 "once; keep one column of each name"
             )
@@ -508,7 +509,7 @@ def _screen_and_write(
             max_audio_seconds=max_audio_seconds,
         )
         if not kept:
-            raise ValueError(
+            raise InputError(
                 f"{path}: no usable {split} entry (the manifest has none, or "
                 "every one was rejected: see the log and rejects.csv)"
             )
@@ -516,14 +517,14 @@ def _screen_and_write(
             labels = {entry[label_key] for entry in kept.values()}
             trained_on = set(kept)
             if len(labels) < 2:
-                raise ValueError(
+                raise InputError(
                     f"{path}: every usable training entry has the label "
                     f"{next(iter(labels))!r}; a classifier needs at least "
                     "two classes"
                 )
         elif trained_on & set(kept):
             shared = sorted(trained_on & set(kept))
-            raise ValueError(
+            raise InputError(
                 f"{path}: {len(shared)} {split} ID(s) are also in the "
                 f"training manifest {manifests['train']} (e.g. "
                 f"{', '.join(map(repr, shared[:3]))}): an utterance must not "
@@ -593,7 +594,7 @@ def audio_text_datasets(
         yield normalize_transcript(text)
         ids = list(text_to_ids(text))
         if not ids:
-            raise ValueError(
+            raise InputError(
                 f"Utterance {utterance_id}: its transcript {text!r} gives no "
                 "tokens; fix or drop it in the manifest"
             )

@@ -29,6 +29,8 @@ import speechbrain as sb
 import torch
 from hyperpyyaml import load_hyperpyyaml
 
+from speechbrain_turbo.errors import InputError
+
 IDENTITY_FILE = "run_identity.json"
 RECORD_FILE = "run_record.json"
 LOCK_FILE = "run.lock"
@@ -139,7 +141,7 @@ def check_run_identity(output_folder, hparams_file, overrides):
         with open(path, encoding="utf-8") as f:
             recorded = json.load(f)
         if recorded != identity:
-            raise ValueError(
+            raise InputError(
                 f"{output_folder} holds a run made with other settings: "
                 f"{_describe_changes(recorded, identity)}. Resuming there "
                 "would reuse that run's checkpoints. Pass a new "
@@ -233,7 +235,7 @@ def _check_manifests_unchanged(output_folder, manifests):
     for split, manifest in manifests.items():
         before = recorded.get(split, {}).get("sha256")
         if before is not None and before != sha256_of_file(manifest):
-            raise ValueError(
+            raise InputError(
                 f"The {split} manifest {manifest} changed since this run "
                 f"started in {output_folder} (its checkpoints were trained "
                 "on the old content): delete that folder to start anew on "

@@ -35,6 +35,7 @@ from speechbrain.utils.data_utils import batch_pad_right
 from speechbrain.utils.logger import get_logger
 
 from speechbrain_turbo.dataio import load_audio
+from speechbrain_turbo.errors import InputError
 from speechbrain_turbo.export import EXPORT_MARK
 from speechbrain_turbo.screening import inspect_audio
 
@@ -83,7 +84,7 @@ def model_source(source):
     return source
 
 
-class ModelFolderError(ValueError):
+class ModelFolderError(InputError):
     """A model folder that cannot be used, with a one-line message naming
     the file and what to do (the command line shows it without a trace).
     """

@@ -18,6 +18,7 @@ from speechbrain.utils.logger import get_logger
 
 from speechbrain_turbo.brain import TurboBrain
 from speechbrain_turbo.dataio import datasets_from_hparams, read_manifest
+from speechbrain_turbo.errors import InputError
 from speechbrain_turbo.experiment import (
     check_run_identity,
     lock_output_folder,
@@ -84,7 +85,7 @@ def train_and_test(hparams, run_opts, manifests, label_key):
     datasets = datasets_from_hparams(hparams, manifests, label_key=label_key)
     num_classes = len(hparams["label_encoder"])
     if num_classes != hparams["out_n_neurons"]:
-        raise ValueError(
+        raise InputError(
             f"The screened training set has {num_classes} classes but "
             f"out_n_neurons is {hparams['out_n_neurons']}"
             + _lost_labels(hparams, manifests["train"], label_key)

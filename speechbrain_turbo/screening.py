@@ -23,6 +23,8 @@ from collections import Counter
 from speechbrain.dataio import audio_io
 from speechbrain.utils.logger import get_logger
 
+from speechbrain_turbo.errors import InputError
+
 logger = get_logger(__name__)
 
 ON_BAD_INPUT = ("error", "skip")
@@ -246,7 +248,7 @@ class InputScreen:
             What to do about it.
         """
         if self.on_bad_input == "error":
-            raise ValueError(
+            raise InputError(
                 f"{where}, column {column}: {reason}; {fix} (or set "
                 "on_bad_input: skip to leave such entries out)"
             )

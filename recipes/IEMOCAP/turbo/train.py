@@ -31,6 +31,7 @@ from iemocap_prepare import prepare_iemocap
 from speechbrain.utils.distributed import run_on_main
 from speechbrain.utils.logger import get_logger
 
+from speechbrain_turbo.errors import reported_input_errors
 from speechbrain_turbo.recipe import start_experiment, train_and_test
 
 logger = get_logger(__name__)
@@ -58,33 +59,34 @@ def ensure_demo_corpus(hparams):
 
 
 if __name__ == "__main__":
-    hparams_file, run_opts, overrides = sb.parse_arguments(sys.argv[1:])
-    sb.utils.distributed.ddp_init_group(run_opts)
-    with open(hparams_file, encoding="utf-8") as fin:
-        hparams = load_hyperpyyaml(fin, overrides)
+    with reported_input_errors():
+        hparams_file, run_opts, overrides = sb.parse_arguments(sys.argv[1:])
+        sb.utils.distributed.ddp_init_group(run_opts)
+        with open(hparams_file, encoding="utf-8") as fin:
+            hparams = load_hyperpyyaml(fin, overrides)
 
-    start_experiment(hparams, hparams_file, overrides)
+        start_experiment(hparams, hparams_file, overrides)
 
-    run_on_main(ensure_demo_corpus, args=[hparams])
-    run_on_main(
-        prepare_iemocap,
-        kwargs={
-            "data_folder": hparams["data_folder"],
-            "save_folder": hparams["output_folder"],
-            "test_session": hparams["test_session"],
-            "valid_split": hparams["valid_split"],
-            "seed": hparams["seed"],
-            "skip_prep": hparams["skip_prep"],
-        },
-    )
-    # Screening, tokenizer, training, test (speechbrain_turbo.recipe).
-    train_and_test(
-        hparams,
-        run_opts,
-        {
-            "train": hparams["train_annotation"],
-            "valid": hparams["valid_annotation"],
-            "test": hparams["test_annotation"],
-        },
-        label_key="emo",
-    )
+        run_on_main(ensure_demo_corpus, args=[hparams])
+        run_on_main(
+            prepare_iemocap,
+            kwargs={
+                "data_folder": hparams["data_folder"],
+                "save_folder": hparams["output_folder"],
+                "test_session": hparams["test_session"],
+                "valid_split": hparams["valid_split"],
+                "seed": hparams["seed"],
+                "skip_prep": hparams["skip_prep"],
+            },
+        )
+        # Screening, tokenizer, training, test (speechbrain_turbo.recipe).
+        train_and_test(
+            hparams,
+            run_opts,
+            {
+                "train": hparams["train_annotation"],
+                "valid": hparams["valid_annotation"],
+                "test": hparams["test_annotation"],
+            },
+            label_key="emo",
+        )

@@ -26,37 +26,39 @@ from hyperpyyaml import load_hyperpyyaml
 from mustard_prepare import prepare_mustard
 from speechbrain.utils.distributed import run_on_main
 
+from speechbrain_turbo.errors import reported_input_errors
 from speechbrain_turbo.recipe import start_experiment, train_and_test
 
 if __name__ == "__main__":
-    hparams_file, run_opts, overrides = sb.parse_arguments(sys.argv[1:])
-    sb.utils.distributed.ddp_init_group(run_opts)
-    with open(hparams_file, encoding="utf-8") as fin:
-        hparams = load_hyperpyyaml(fin, overrides)
-    start_experiment(hparams, hparams_file, overrides)
-    run_on_main(
-        prepare_mustard,
-        kwargs={
-            "sarcasm_json": hparams["sarcasm_json"],
-            "audio_folder": hparams["audio_folder"],
-            "save_folder": hparams["output_folder"],
-            "converted_folder": hparams["converted_folder"],
-            "split": hparams["split"],
-            "test_fold": hparams["test_fold"],
-            "valid_fold": hparams["valid_fold"],
-            "context_lines": hparams["context_lines"],
-            "sample_rate": hparams["sample_rate"],
-            "skip_prep": hparams["skip_prep"],
-        },
-    )
-    # Screening, tokenizer, training, test (speechbrain_turbo.recipe).
-    train_and_test(
-        hparams,
-        run_opts,
-        {
-            "train": hparams["train_csv"],
-            "valid": hparams["valid_csv"],
-            "test": hparams["test_csv"],
-        },
-        label_key="label",
-    )
+    with reported_input_errors():
+        hparams_file, run_opts, overrides = sb.parse_arguments(sys.argv[1:])
+        sb.utils.distributed.ddp_init_group(run_opts)
+        with open(hparams_file, encoding="utf-8") as fin:
+            hparams = load_hyperpyyaml(fin, overrides)
+        start_experiment(hparams, hparams_file, overrides)
+        run_on_main(
+            prepare_mustard,
+            kwargs={
+                "sarcasm_json": hparams["sarcasm_json"],
+                "audio_folder": hparams["audio_folder"],
+                "save_folder": hparams["output_folder"],
+                "converted_folder": hparams["converted_folder"],
+                "split": hparams["split"],
+                "test_fold": hparams["test_fold"],
+                "valid_fold": hparams["valid_fold"],
+                "context_lines": hparams["context_lines"],
+                "sample_rate": hparams["sample_rate"],
+                "skip_prep": hparams["skip_prep"],
+            },
+        )
+        # Screening, tokenizer, training, test (speechbrain_turbo.recipe).
+        train_and_test(
+            hparams,
+            run_opts,
+            {
+                "train": hparams["train_csv"],
+                "valid": hparams["valid_csv"],
+                "test": hparams["test_csv"],
+            },
+            label_key="label",
+        )
