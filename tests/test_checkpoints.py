@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from speechbrain_turbo.checkpoints import FallbackCheckpointer
+from speechbrain_turbo.errors import reported_input_errors
 
 
 def saved(tmp_path, metas):
@@ -68,6 +69,10 @@ def test_no_loadable_checkpoint_is_one_clear_error(tmp_path):
         truncate(checkpoint.paramfiles["model"])
     with pytest.raises(RuntimeError, match="None of the 2 checkpoint"):
         checkpointer.recover_if_possible()
+    # A user's copy or disk to fix: train.py says it in one line.
+    with pytest.raises(SystemExit, match=": None of the 2 checkpoint"):
+        with reported_input_errors():
+            checkpointer.recover_if_possible()
     assert (
         FallbackCheckpointer(tmp_path / "empty").recover_if_possible() is None
     )

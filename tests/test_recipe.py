@@ -142,6 +142,10 @@ def test_output_folder_of_another_configuration_is_refused(runs):
     output = result.stdout + result.stderr
     assert "holds a run made with other settings" in output
     assert "turbo_weight (was the file's value, now 0)" in output
+    # A user's mistake: one line, no trace.
+    assert "Traceback" not in output
+    (line,) = [x for x in result.stderr.splitlines() if "other settings" in x]
+    assert line.startswith("train.py: ")
     # The finished Turbo run is untouched.
     assert (turbo_output / "test_metrics.json").exists()
 
