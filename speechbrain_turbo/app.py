@@ -13,7 +13,8 @@ used gets a one-line message on the page; the server keeps serving.
 Limits: uploads larger than ``max_audio_seconds`` of 48 kHz stereo 32-bit
 audio are refused by the server, transcripts beyond 2,000 characters or
 512 tokens by the page; at most 16 submissions wait for the one worker;
-uploads are deleted after 10 minutes and when the server stops; messages
+uploads are deleted after 10 minutes and when the server stops (Ctrl-C or
+SIGTERM), and at most 64 of at most 512 MB in all are kept; messages
 name files by their base name only. Bound to another address than the
 loopback one, the server warns that anyone who can reach it can use it.
 
@@ -25,6 +26,10 @@ Authors
 """
 
 import os
+import shutil
+import signal
+import tempfile
+import threading
 from dataclasses import dataclass, field
 
 from speechbrain.utils.logger import get_logger
@@ -38,8 +43,13 @@ MAX_TRANSCRIPT_TOKENS = 512
 # Submissions waiting for the worker beyond this are turned away.
 MAX_QUEUE_SIZE = 16
 # Uploads older than this are deleted (checked every minute), and all of
-# them when the server stops.
+# them when the server stops (Ctrl-C or SIGTERM).
 UPLOAD_LIFETIME_SECONDS = 600
+# At most this many uploads, of at most this many bytes in all, are kept:
+# the oldest beyond either go (checked every second).
+MAX_STORED_UPLOADS = 64
+MAX_STORED_UPLOAD_BYTES = 512 * 2**20
+UPLOADS_PREFIX = "speechbrain-turbo-uploads-"
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
 
 
@@ -343,14 +353,101 @@ def serve(model_folder, host="127.0.0.1", port=7860, device="cpu"):
             f"speechbrain-turbo serve: port {port} on {host} is in use: "
             "stop what holds it or pass another --port"
         )
-    page.queue(max_size=MAX_QUEUE_SIZE).launch(
-        server_name=host,
-        server_port=port,
-        show_error=False,
-        max_file_size=upload_limit_bytes(classifier.max_audio_seconds),
-        # Exactly the model folder's own example files, nothing beside them.
-        allowed_paths=sorted(f for f, _ in classifier.examples),
-    )
+    # This server's own upload folder: capped while it serves, deleted
+    # when it stops, however it is stopped (Ctrl-C or SIGTERM).
+    uploads = tempfile.mkdtemp(prefix=UPLOADS_PREFIX)
+    os.environ["GRADIO_TEMP_DIR"] = uploads
+    stop = threading.Event()
+    threading.Thread(
+        target=_prune_every_second, args=(uploads, stop), daemon=True
+    ).start()
+    signal.signal(signal.SIGTERM, _stop_on_sigterm)
+    try:
+        page.queue(max_size=MAX_QUEUE_SIZE).launch(
+            server_name=host,
+            server_port=port,
+            show_error=False,
+            max_file_size=upload_limit_bytes(classifier.max_audio_seconds),
+            # Exactly the model folder's own example files, nothing else.
+            allowed_paths=sorted(f for f, _ in classifier.examples),
+        )
+    except KeyboardInterrupt:
+        logger.info("Stopping the server")
+    finally:
+        stop.set()
+        page.close()
+        shutil.rmtree(uploads, ignore_errors=True)
+
+
+def prune_uploads(
+    folder, max_files=MAX_STORED_UPLOADS, max_bytes=MAX_STORED_UPLOAD_BYTES
+):
+    """Deletes the oldest files under ``folder`` beyond the caps.
+
+    Arguments
+    ---------
+    folder : str
+        The server's upload folder.
+    max_files : int
+        Most files kept.
+    max_bytes : int
+        Most bytes kept in all.
+
+    Returns
+    -------
+    int
+        How many files were deleted.
+
+    Example
+    -------
+    >>> import tempfile
+    >>> folder = tempfile.mkdtemp()
+    >>> for i in range(3):
+    ...     with open(os.path.join(folder, f"{i}.wav"), "wb") as f:
+    ...         _ = f.write(b"x" * 10)
+    >>> prune_uploads(folder, max_files=2), len(os.listdir(folder))
+    (1, 2)
+    """
+    files = []
+    for parent, _, names in os.walk(folder):
+        for name in names:
+            path = os.path.join(parent, name)
+            try:
+                stat = os.stat(path)
+            except OSError:  # deleted meanwhile
+                continue
+            files.append((stat.st_mtime, stat.st_size, path))
+    files.sort(reverse=True)  # newest first
+    kept_files, kept_bytes, deleted = 0, 0, 0
+    for _, size, path in files:
+        if kept_files < max_files and kept_bytes + size <= max_bytes:
+            kept_files, kept_bytes = kept_files + 1, kept_bytes + size
+            continue
+        try:
+            os.remove(path)
+            deleted += 1
+        except OSError:
+            pass
+    return deleted
+
+
+def _prune_every_second(folder, stop):
+    """The upload caps, enforced until ``stop`` is set."""
+    while not stop.wait(1.0):
+        deleted = prune_uploads(folder)
+        if deleted:
+            logger.warning(
+                "Deleted the %d oldest uploads beyond the caps (%d files, "
+                "%d MB)",
+                deleted,
+                MAX_STORED_UPLOADS,
+                MAX_STORED_UPLOAD_BYTES // 2**20,
+            )
+
+
+def _stop_on_sigterm(signum, frame):
+    """SIGTERM ends the server as Ctrl-C does (its uploads deleted)."""
+    raise KeyboardInterrupt
 
 
 def _port_free(host, port):

@@ -81,11 +81,18 @@ def test_served_page_answers_and_survives_bad_input(exported, tmp_path):
     _, model, _, test = exported
     log_path = tmp_path / "serve.log"
     log = open(log_path, "w")
+    temporary = tmp_path / "tmp"
+    temporary.mkdir()
     try:
         server, url = start_server(
             model,
             cwd=REPO,
-            env=dict(os.environ, OMP_NUM_THREADS="1", HF_HUB_OFFLINE="1"),
+            env=dict(
+                os.environ,
+                OMP_NUM_THREADS="1",
+                HF_HUB_OFFLINE="1",
+                TMPDIR=str(temporary),
+            ),
             stdout=log,
             stderr=subprocess.STDOUT,
         )
@@ -114,10 +121,15 @@ def test_served_page_answers_and_survives_bad_input(exported, tmp_path):
             c["label"] for c in alone["confidences"]
         }
         assert server.poll() is None
+        # The uploads are in the server's own folder...
+        (uploads,) = temporary.glob("speechbrain-turbo-uploads-*")
+        assert any(path.is_file() for path in uploads.rglob("*"))
     finally:
-        server.terminate()
+        server.terminate()  # SIGTERM
         server.wait(timeout=60)
         log.close()
+    # ...which goes with the server, also when it is stopped by SIGTERM.
+    assert not list(temporary.glob("speechbrain-turbo-uploads-*"))
     assert "Traceback" not in log_path.read_text()
 
 
