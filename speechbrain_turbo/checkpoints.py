@@ -7,16 +7,26 @@ the file, although older intact checkpoints are there. This one names the
 broken checkpoint in one line and recovers from the next one in the same
 order (the newest, or the next best by ``max_key`` / ``min_key``).
 
+:class:`RandomStates` checkpoints every random generator a run draws from,
+so that a resumed run continues as an uninterrupted one would.
+
 Authors
  * speechbrain-turbo contributors
 """
 
+import random
+
+import numpy as np
+import torch
 import yaml
 from speechbrain.utils.checkpoints import (
     METAFNAME,
     PARAMFILE_EXT,
     Checkpoint,
     Checkpointer,
+    mark_as_loader,
+    mark_as_saver,
+    register_checkpoint_hooks,
 )
 from speechbrain.utils.logger import get_logger
 
@@ -120,4 +130,81 @@ class FallbackCheckpointer(Checkpointer):
             f"None of the {len(failures)} checkpoint(s) in "
             f"{self.checkpoints_dir} loads (the log names each). Move them "
             "away to start over, or restore them from a copy."
+        )
+
+
+@register_checkpoint_hooks
+class RandomStates:
+    """The state of every random generator a run draws from, as one
+    checkpoint recoverable: torch's (CPU and each GPU: dropout masks,
+    torch-based augmentation), Python's ``random`` (SpeechBrain's
+    ``Augmenter`` draws which augmentations to apply from it) and NumPy's.
+    SpeechBrain's ``SaveableGenerator`` keeps torch's only, so a resumed
+    run with an ``Augmenter`` drew other augmentations than an
+    uninterrupted one.
+
+    Example
+    -------
+    >>> import os, tempfile
+    >>> states = RandomStates()
+    >>> path = os.path.join(tempfile.mkdtemp(), "rng.ckpt")
+    >>> states.save(path)
+    >>> drawn = random.random(), float(torch.rand(1)), np.random.rand()
+    >>> states.load(path)
+    >>> drawn == (random.random(), float(torch.rand(1)), np.random.rand())
+    True
+    """
+
+    @mark_as_saver
+    def save(self, path):
+        """Writes the states to ``path``.
+
+        Arguments
+        ---------
+        path : str
+            The checkpoint file.
+        """
+        version, python_state, gauss = random.getstate()
+        name, key, position, has_gauss, cached = np.random.get_state()
+        torch.save(
+            {
+                "torch": torch.get_rng_state(),
+                "cuda": [
+                    torch.cuda.get_rng_state(device)
+                    for device in range(torch.cuda.device_count())
+                ],
+                "python": [version, list(python_state), gauss],
+                "numpy": [
+                    name,
+                    torch.from_numpy(key.astype(np.int64)),
+                    position,
+                    has_gauss,
+                    cached,
+                ],
+            },
+            path,
+        )
+
+    @mark_as_loader
+    def load(self, path, end_of_epoch=False):
+        """Restores the states saved in ``path``.
+
+        Arguments
+        ---------
+        path : str
+            The checkpoint file.
+        end_of_epoch : bool
+            Unused (SpeechBrain's loader signature).
+        """
+        del end_of_epoch
+        states = torch.load(path, map_location="cpu", weights_only=True)
+        torch.set_rng_state(states["torch"])
+        for device, state in enumerate(states["cuda"]):
+            if device < torch.cuda.device_count():
+                torch.cuda.set_rng_state(state, device)
+        version, python_state, gauss = states["python"]
+        random.setstate((version, tuple(python_state), gauss))
+        name, key, position, has_gauss, cached = states["numpy"]
+        np.random.set_state(
+            (name, key.numpy().astype(np.uint32), position, has_gauss, cached)
         )

@@ -429,7 +429,18 @@ class StageReports:
             "train": self.train_stats,
             "valid": valid_stats,
         }
-        with open(path, "a", encoding="utf-8") as f:
+        # A run stopped after an epoch's line but before its checkpoint
+        # trains that epoch again: its earlier line goes.
+        earlier = []
+        if os.path.exists(path):
+            with open(path, encoding="utf-8") as f:
+                earlier = [
+                    line
+                    for line in f
+                    if line.strip() and json.loads(line)["epoch"] < epoch
+                ]
+        with open(path, "w", encoding="utf-8") as f:
+            f.writelines(earlier)
             f.write(json.dumps(record) + "\n")
         drawn = getattr(self, "_curves_drawn_at", None)
         last_epoch = epoch >= self.hparams.epoch_counter.limit

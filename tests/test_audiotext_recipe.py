@@ -6,6 +6,10 @@ import csv
 import json
 import math
 import os
+import signal
+import subprocess
+import sys
+import time
 
 import pytest
 import torch
@@ -282,3 +286,74 @@ def test_a_label_lost_to_screening_is_named(data, tmp_path):
     output = result.stdout + result.stderr
     assert "out_n_neurons is 3" in output
     assert "every training example of ['glad'] was left out" in output
+
+
+def test_a_run_stopped_in_epoch_2_resumes_as_if_never_stopped(data, tmp_path):
+    """With waveform augmentation (SpeechBrain's Augmenter draws from
+    Python's random generator), from the end-of-epoch-1 checkpoint, after
+    SIGTERM (SIGINT ends the process the same way)."""
+    folder, manifests = data
+    overrides = [o for o in TINY_SMALL if not o.startswith("--number_of")]
+    overrides.append("--number_of_epochs=3")
+    reference = tmp_path / "uninterrupted"
+    result = run_recipe(
+        "hparams/small.yaml", folder, reference, manifests, *overrides
+    )
+    assert result.returncode == 0, (result.stdout + result.stderr)[-4000:]
+
+    output = tmp_path / "stopped"
+    command = [
+        sys.executable,
+        "train.py",
+        "hparams/small.yaml",
+        f"--data_folder={folder}",
+        *(f"--{s}_csv={manifests[s]}" for s in ("train", "valid", "test")),
+        f"--output_folder={output}",
+        *overrides,
+    ]
+    env = dict(os.environ, OMP_NUM_THREADS="1", HF_HUB_OFFLINE="1")
+    process = subprocess.Popen(
+        command,
+        cwd=RECIPE,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    history = output / "history.jsonl"
+    deadline = time.time() + 300
+    while time.time() < deadline and process.poll() is None:
+        # Epoch 1 is over and its checkpoint saved: epoch 2 has begun.
+        log = output / "log.txt"
+        if log.exists() and "Going into epoch 2" in log.read_text():
+            break
+        time.sleep(0.01)
+    assert process.poll() is None, "the run ended before it could be stopped"
+    process.send_signal(signal.SIGTERM)
+    process.wait(timeout=120)
+    assert history.read_text().count("\n") == 1  # stopped in epoch 2
+    assert not (output / "test_metrics.json").exists()
+
+    result = run_recipe(
+        "hparams/small.yaml", folder, output, manifests, *overrides
+    )
+    assert result.returncode == 0, (result.stdout + result.stderr)[-4000:]
+    resumed = [json.loads(line) for line in history.read_text().splitlines()]
+    expected = [
+        json.loads(line)
+        for line in (reference / "history.jsonl").read_text().splitlines()
+    ]
+    for got, want in zip(resumed, expected):
+        got["train"].pop("time_s"), want["train"].pop("time_s")
+        assert got == want
+    metrics = [
+        json.loads((run / "test_metrics.json").read_text())
+        for run in (output, reference)
+    ]
+    for report in metrics:
+        for timing in (
+            "process_cpu_minutes",
+            "test_seconds",
+            "scoring_seconds",
+        ):
+            report.pop(timing)
+    assert metrics[0] == metrics[1]
