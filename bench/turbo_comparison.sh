@@ -10,9 +10,13 @@
 #             x seeds 1-5, then the paired analysis (METRIC: UA or macro_F1)
 # The pilot stages are ranked on mean validation UA (results/.../summary.md);
 # their test scores are written, not read to choose. Re-running skips
-# finished runs; one CPU thread per run, JOBS runs at a time. From the
-# repository root, after python bench/pretrained_folders.py:
+# finished runs; one CPU thread per run, JOBS runs at a time per
+# configuration; CONCURRENT=1 runs a stage's configurations side by side,
+# one run each at a time (fold by fold, so that a stage stopped early has
+# the same folds of every configuration). From the repository root, after
+# python bench/pretrained_folders.py:
 #   FINETUNE="--audio_layer_weighted_sum=True ..." TURBO="..." \
+#     PROBE=bench/measurements/whisper_tiny_emodb/whisper_probe.json \
 #     bash bench/turbo_comparison.sh recipes/EmoDB/turbo arms /path/to/EmoDB
 set -euo pipefail
 usage="usage: turbo_comparison.sh RECIPE finetune|turbo|arms DATA [PRETRAINED] [JOBS]"
@@ -22,6 +26,9 @@ data=${3:?$usage}
 pretrained=${4:-$HOME/.cache/speechbrain_turbo/pretrained}
 jobs=${5:-2}
 corpus=$(basename "$(dirname "$(realpath "$recipe")")")
+# Optional: bench/whisper_probe.py's report, for "baseline - frozen probe".
+probe=()
+[[ -n ${PROBE:-} ]] && probe=(--probe "$(realpath "$PROBE")")
 kept=$(pwd)/bench/measurements/turbo_comparison/$corpus/$stage
 cd "$recipe"
 root=results/turbo_comparison/$stage
@@ -32,11 +39,18 @@ seeds=(1)
 sweep() {
     local name=$1
     shift
-    python cross_validate.py hparams/pretrained.yaml --name "$name" \
-        --jobs "$jobs" --folds 1 2 3 4 5 --seeds "${seeds[@]}" \
-        --output_root "$root" --delete_checkpoints -- \
-        --data_folder="$data" --audio_hub="$pretrained/whisper-tiny.en" \
+    local command=(
+        python cross_validate.py hparams/pretrained.yaml --name "$name"
+        --jobs "$jobs" --folds 1 2 3 4 5 --seeds "${seeds[@]}"
+        --output_root "$root" --delete_checkpoints --
+        --data_folder="$data" --audio_hub="$pretrained/whisper-tiny.en"
         --text_hub="$pretrained/all-MiniLM-L6-v2" "$@"
+    )
+    if [[ ${CONCURRENT:-0} == 1 ]]; then
+        "${command[@]}" &
+    else
+        "${command[@]}"
+    fi
 }
 ce=(--turbo_weight=0 --twin_pass=False)
 case $stage in
@@ -63,17 +77,20 @@ arms)
     sweep paper "${finetune[@]}" --turbo_weight=1.0 --turbo_reduction=sum \
         --turbo_symmetric=cross_modal --label_aware=False \
         --mask_repeated_transcripts=False
-    for reference in baseline two_views_ce; do
-        python -m speechbrain_turbo.comparison "$root" \
-            --reference "$reference" --metric "${METRIC:-UA}"
-    done
     ;;
 *)
     echo "$usage" >&2
     exit 2
     ;;
 esac
+wait
 python -m speechbrain_turbo.cross_validate "$root"
+if [[ $stage == arms ]]; then
+    for reference in baseline two_views_ce; do
+        python -m speechbrain_turbo.comparison "$root" \
+            --reference "$reference" --metric "${METRIC:-UA}" "${probe[@]}"
+    done
+fi
 # The small files of every run (history, test metrics, predictions per
 # utterance, run record) and the tables, for bench/measurements.
 mkdir -p "$kept"
