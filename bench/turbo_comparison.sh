@@ -55,7 +55,8 @@ sweep() {
 ce=(--turbo_weight=0 --twin_pass=False)
 case $stage in
 finetune)
-    sweep last_layer "${ce[@]}"
+    sweep last_layer "${ce[@]}" --audio_layer_weighted_sum=False \
+        --audio_num_layers=2
     sweep layer_sum4 "${ce[@]}" --audio_layer_weighted_sum=True \
         --audio_num_layers=4
     sweep layer_sum4_lr1e-4 "${ce[@]}" --audio_layer_weighted_sum=True \
