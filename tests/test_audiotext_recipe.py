@@ -124,13 +124,20 @@ def read_csv_rows(path):
         return list(csv.reader(f))
 
 
-def test_small_encoders_train_and_test_from_csv(data, tmp_path):
+@pytest.fixture(scope="module")
+def small_run(data, tmp_path_factory):
+    """small.yaml's tiny run, uninterrupted."""
     folder, manifests = data
-    output = tmp_path / "small"
+    output = tmp_path_factory.mktemp("small") / "run"
     result = run_recipe(
         "hparams/small.yaml", folder, output, manifests, *TINY_SMALL
     )
     assert result.returncode == 0, (result.stdout + result.stderr)[-4000:]
+    return output
+
+
+def test_small_encoders_train_and_test_from_csv(small_run, tmp_path):
+    output = small_run
     check_finished_run(output)
     # The classifier was sized from the training manifest's three labels.
     (checkpoint,) = (output / "save").glob("CKPT*")
@@ -288,19 +295,14 @@ def test_a_label_lost_to_screening_is_named(data, tmp_path):
     assert "every training example of ['glad'] was left out" in output
 
 
-def test_a_run_stopped_in_epoch_2_resumes_as_if_never_stopped(data, tmp_path):
+def test_a_run_stopped_in_epoch_2_resumes_as_if_never_stopped(
+    data, small_run, tmp_path
+):
     """With waveform augmentation (SpeechBrain's Augmenter draws from
     Python's random generator), from the end-of-epoch-1 checkpoint, after
     SIGTERM (SIGINT ends the process the same way)."""
     folder, manifests = data
-    overrides = [o for o in TINY_SMALL if not o.startswith("--number_of")]
-    overrides.append("--number_of_epochs=3")
-    reference = tmp_path / "uninterrupted"
-    result = run_recipe(
-        "hparams/small.yaml", folder, reference, manifests, *overrides
-    )
-    assert result.returncode == 0, (result.stdout + result.stderr)[-4000:]
-
+    overrides, reference = TINY_SMALL, small_run
     output = tmp_path / "stopped"
     command = [
         sys.executable,
