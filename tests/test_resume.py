@@ -22,7 +22,7 @@ COMMAND = [
     "train.py",
     "hparams/demo.yaml",
     "--demo_utterances_per_speaker=8",
-    "--number_of_epochs=3",
+    "--number_of_epochs=2",
     "--batch_size=4",
     "--channels=16",
     "--fusion_dim=16",
