@@ -342,7 +342,7 @@ def serve(model_folder, host="127.0.0.1", port=7860, device="cpu"):
         classifier = TurboClassifier.from_hparams(
             model_folder, run_opts={"device": device}
         )
-    except (FileNotFoundError, ModelFolderError) as error:
+    except ModelFolderError as error:
         raise SystemExit(f"speechbrain-turbo serve: {error}") from None
     warn_if_exposed(host)
     page = build_page(

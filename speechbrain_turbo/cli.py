@@ -33,7 +33,7 @@ import tempfile
 
 from tqdm import tqdm
 
-from speechbrain_turbo.export import export_model
+from speechbrain_turbo.export import export_model, new_file_mode
 
 
 def _classifier(model_folder, device):
@@ -44,7 +44,7 @@ def _classifier(model_folder, device):
         return TurboClassifier.from_hparams(
             model_folder, run_opts={"device": device}
         )
-    except (FileNotFoundError, ModelFolderError) as error:
+    except ModelFolderError as error:
         raise SystemExit(f"speechbrain-turbo: {error}") from None
 
 
@@ -180,16 +180,16 @@ def _manifest_rows(manifest):
         extra = row.pop(None, None) or []
         fields = len(header) + len(extra)
         fields -= sum(value is None for value in row.values())
-        if problem is not None:
-            pass
-        elif fields != len(header):
+        # The first problem of the row: its form (read_csv_rows), then
+        # its fields and ID.
+        if problem is None and fields != len(header):
             problem = (
                 f"{fields} field(s) where the header has {len(header)}; "
                 "quote cells that hold commas"
             )
-        elif not item_id.strip():
+        if problem is None and not item_id.strip():
             problem = "empty ID"
-        elif item_id in first_line:
+        if problem is None and item_id in first_line:
             problem = f"duplicate ID (first at line {first_line[item_id]})"
         first_line.setdefault(item_id, line)
         if problem is not None:
@@ -209,9 +209,7 @@ def _write_csv_atomically(path, rows):
         with os.fdopen(handle, "w", newline="", encoding="utf-8") as f:
             csv.writer(f).writerows(rows)
         # mkstemp's file is private: give it the mode a new file gets.
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(partial, 0o666 & ~umask)
+        os.chmod(partial, new_file_mode(0o666))
         os.replace(partial, path)
     except BaseException:
         os.remove(partial)

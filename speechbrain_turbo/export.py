@@ -158,9 +158,7 @@ def export_model(
     parent = os.path.dirname(target)
     os.makedirs(parent, exist_ok=True)
     partial = tempfile.mkdtemp(prefix=".export-", dir=parent)
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(partial, 0o777 & ~umask)  # mkdtemp's folder is private
+    os.chmod(partial, new_file_mode(0o777))  # mkdtemp's folder is private
     try:
         meta = _write_model_folder(
             experiment_folder, partial, max_key, asr_hub, examples
@@ -180,20 +178,67 @@ def export_model(
     return meta
 
 
+def written_by_export(hparams_path):
+    """Whether ``export`` wrote this hyperparams file (its first line).
+
+    Arguments
+    ---------
+    hparams_path : str
+        A ``hyperparams.yaml``.
+
+    Returns
+    -------
+    bool
+        False also when it cannot be read.
+
+    Example
+    -------
+    >>> written_by_export("no/such/hyperparams.yaml")
+    False
+    """
+    try:
+        with open(hparams_path, encoding="utf-8") as f:
+            return f.readline().startswith(EXPORT_MARK)
+    except (OSError, UnicodeDecodeError):
+        return False
+
+
+def new_file_mode(base):
+    """``base`` (0o666 for files, 0o777 for folders) less the umask: the
+    mode a file or folder created normally gets, for one made private by
+    ``tempfile``.
+
+    Arguments
+    ---------
+    base : int
+        The mode before the umask.
+
+    Returns
+    -------
+    int
+        The mode.
+
+    Example
+    -------
+    >>> previous = os.umask(0o022)
+    >>> oct(new_file_mode(0o666))
+    '0o644'
+    >>> _ = os.umask(previous)
+    """
+    umask = os.umask(0)
+    os.umask(umask)
+    return base & ~umask
+
+
 def _replaceable(folder):
     """Whether an existing folder may be replaced by an export: an empty
     folder, or one whose hyperparams.yaml an earlier export wrote.
     """
     if not os.path.isdir(folder):
         return False
-    if not os.listdir(folder):
-        return True
-    hyperparams = os.path.join(folder, "hyperparams.yaml")
-    try:
-        with open(hyperparams, encoding="utf-8") as f:
-            return f.readline().startswith(EXPORT_MARK)
-    except (OSError, UnicodeDecodeError):
-        return False
+    return not os.listdir(folder) or written_by_export(
+        os.path.join(folder, "hyperparams.yaml")
+    )
 
 
 def _write_model_folder(

@@ -36,7 +36,7 @@ from speechbrain.utils.logger import get_logger
 
 from speechbrain_turbo.dataio import load_audio
 from speechbrain_turbo.errors import InputError
-from speechbrain_turbo.export import EXPORT_MARK
+from speechbrain_turbo.export import written_by_export
 from speechbrain_turbo.screening import inspect_audio
 
 # The examples' table and files in a model folder (speechbrain_turbo.export).
@@ -45,6 +45,16 @@ EXAMPLES_FOLDER = "examples"
 HUB_PREFIX = "hf://"
 
 logger = get_logger(__name__)
+
+
+class ModelFolderError(InputError):
+    """A model folder that cannot be used, with a one-line message naming
+    the file and what to do (the command line shows it without a trace).
+    """
+
+
+class MissingModelFolder(ModelFolderError, FileNotFoundError):
+    """A model folder that is not there (and not named as a hub model)."""
 
 
 def model_source(source):
@@ -71,12 +81,12 @@ def model_source(source):
     >>> model_source("no/such/folder")  # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ...
-    FileNotFoundError: No model folder no/such/folder: export one with ...
+    speechbrain_turbo.inference.MissingModelFolder: No model folder ...
     """
     if source.startswith(HUB_PREFIX):
         return source[len(HUB_PREFIX) :]
     if not os.path.isdir(source):
-        raise FileNotFoundError(
+        raise MissingModelFolder(
             f"No model folder {source}: export one with speechbrain-turbo "
             f"export RUN_FOLDER {source} (a HuggingFace hub model is named "
             f"{HUB_PREFIX}org/name)"
@@ -84,16 +94,12 @@ def model_source(source):
     return source
 
 
-class ModelFolderError(InputError):
-    """A model folder that cannot be used, with a one-line message naming
-    the file and what to do (the command line shows it without a trace).
-    """
-
-
 def _check_model_folder(folder, hparams_file):
     """Refuses, in one line, a folder that is no exported model."""
     path = os.path.join(folder, hparams_file)
-    if os.path.isdir(os.path.join(folder, "save")) and not _exported(path):
+    if os.path.isdir(os.path.join(folder, "save")) and not written_by_export(
+        path
+    ):
         raise ModelFolderError(
             f"{folder} is a training run's folder, not a model: export it "
             f"first (speechbrain-turbo export {folder} MODEL_FOLDER)"
@@ -104,15 +110,6 @@ def _check_model_folder(folder, hparams_file):
             f"{path} is {state}: {folder} is no exported model "
             "(speechbrain-turbo export RUN_FOLDER MODEL_FOLDER writes one)"
         )
-
-
-def _exported(hparams_path):
-    """Whether ``speechbrain-turbo export`` wrote this hyperparams file."""
-    try:
-        with open(hparams_path, encoding="utf-8") as f:
-            return f.readline().startswith(EXPORT_MARK)
-    except (OSError, UnicodeDecodeError):
-        return False
 
 
 # Shorter audio is refused: a filterbank frame is 25 ms and Whisper's
