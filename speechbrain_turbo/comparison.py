@@ -350,11 +350,14 @@ def versus_probe(runs, probe_file, metric="UA"):
     with open(probe_file, encoding="utf-8") as f:
         folds = json.load(f)["probe_own_length"]["folds"]
     probe = {fold["test_fold"]: fold[f"test_{metric}"] for fold in folds}
-    per_fold = {}
-    for (fold, _), run in runs.items():
-        if fold in probe:
-            per_fold.setdefault(fold, []).append(run["score"] - probe[fold])
-    return t_summary([100 * statistics.mean(d) for d in per_fold.values()])
+    # The probe's one score per fold stands beside every seed of the fold.
+    reference = {
+        (fold, seed): {"score": probe[fold]}
+        for fold, seed in runs
+        if fold in probe
+    }
+    differences = fold_differences(runs, reference).values()
+    return t_summary([100 * d for d in differences])
 
 
 def markdown(results, reference, metric):
