@@ -24,11 +24,9 @@ from speechbrain.utils.checkpoints import (
     PARAMFILE_EXT,
     Checkpoint,
     Checkpointer,
-    mark_as_loader,
-    mark_as_saver,
-    register_checkpoint_hooks,
 )
 from speechbrain.utils.logger import get_logger
+from speechbrain.utils.repro import SaveableGenerator
 
 from speechbrain_turbo.errors import InputError
 
@@ -133,14 +131,45 @@ class FallbackCheckpointer(Checkpointer):
         )
 
 
-@register_checkpoint_hooks
-class RandomStates:
+class _PythonRandomState:
+    """Python's ``random`` generator, with a generator's get/set_state
+    (in types torch's weights-only loader reads).
+    """
+
+    def get_state(self):
+        """The state as ``[version, list of ints, gauss]``."""
+        version, state, gauss = random.getstate()
+        return [version, list(state), gauss]
+
+    def set_state(self, state):
+        """Restores a state from :meth:`get_state`."""
+        version, internal, gauss = state
+        random.setstate((version, tuple(internal), gauss))
+
+
+class _NumpyRandomState:
+    """NumPy's global generator, with a generator's get/set_state."""
+
+    def get_state(self):
+        """The state, its key as an int64 tensor."""
+        name, key, position, has_gauss, cached = np.random.get_state()
+        key = torch.from_numpy(key.astype(np.int64))
+        return [name, key, position, has_gauss, cached]
+
+    def set_state(self, state):
+        """Restores a state from :meth:`get_state`."""
+        name, key, position, has_gauss, cached = state
+        key = key.numpy().astype(np.uint32)
+        np.random.set_state((name, key, position, has_gauss, cached))
+
+
+class RandomStates(SaveableGenerator):
     """The state of every random generator a run draws from, as one
-    checkpoint recoverable: torch's (CPU and each GPU: dropout masks,
-    torch-based augmentation), Python's ``random`` (SpeechBrain's
-    ``Augmenter`` draws which augmentations to apply from it) and NumPy's.
-    SpeechBrain's ``SaveableGenerator`` keeps torch's only, so a resumed
-    run with an ``Augmenter`` drew other augmentations than an
+    checkpoint recoverable: SpeechBrain's ``SaveableGenerator`` (torch's
+    generators, CPU and each GPU: dropout masks, torch-based augmentation)
+    with Python's ``random`` (SpeechBrain's ``Augmenter`` draws which
+    augmentations to apply from it) and NumPy's added. With torch's alone,
+    a resumed run with an ``Augmenter`` drew other augmentations than an
     uninterrupted one.
 
     Example
@@ -150,61 +179,12 @@ class RandomStates:
     >>> path = os.path.join(tempfile.mkdtemp(), "rng.ckpt")
     >>> states.save(path)
     >>> drawn = random.random(), float(torch.rand(1)), np.random.rand()
-    >>> states.load(path)
+    >>> states.load(path, end_of_epoch=True)
     >>> drawn == (random.random(), float(torch.rand(1)), np.random.rand())
     True
     """
 
-    @mark_as_saver
-    def save(self, path):
-        """Writes the states to ``path``.
-
-        Arguments
-        ---------
-        path : str
-            The checkpoint file.
-        """
-        version, python_state, gauss = random.getstate()
-        name, key, position, has_gauss, cached = np.random.get_state()
-        torch.save(
-            {
-                "torch": torch.get_rng_state(),
-                "cuda": [
-                    torch.cuda.get_rng_state(device)
-                    for device in range(torch.cuda.device_count())
-                ],
-                "python": [version, list(python_state), gauss],
-                "numpy": [
-                    name,
-                    torch.from_numpy(key.astype(np.int64)),
-                    position,
-                    has_gauss,
-                    cached,
-                ],
-            },
-            path,
-        )
-
-    @mark_as_loader
-    def load(self, path, end_of_epoch=False):
-        """Restores the states saved in ``path``.
-
-        Arguments
-        ---------
-        path : str
-            The checkpoint file.
-        end_of_epoch : bool
-            Unused (SpeechBrain's loader signature).
-        """
-        del end_of_epoch
-        states = torch.load(path, map_location="cpu", weights_only=True)
-        torch.set_rng_state(states["torch"])
-        for device, state in enumerate(states["cuda"]):
-            if device < torch.cuda.device_count():
-                torch.cuda.set_rng_state(state, device)
-        version, python_state, gauss = states["python"]
-        random.setstate((version, tuple(python_state), gauss))
-        name, key, position, has_gauss, cached = states["numpy"]
-        np.random.set_state(
-            (name, key.numpy().astype(np.uint32), position, has_gauss, cached)
-        )
+    def __init__(self):
+        super().__init__()
+        self.generators["python"] = _PythonRandomState()
+        self.generators["numpy"] = _NumpyRandomState()
