@@ -1,20 +1,26 @@
 #!/usr/bin/env python3
-"""The cost of a Turbo training step through Whisper's encoder, on the
-batch's own length against 30-s windows.
+"""The cost of a Turbo training step through Whisper's encoder: on the
+batch's own length against 30-s windows, or with its lower layers frozen
+(run once for both views) against every layer trained on both views.
 
 A batch of EmoDB-length clips (random speech-level noise: the cost does
 not depend on the content) goes through the audio branch of
 ``recipes/EmoDB/turbo/hparams/pretrained.yaml`` as the twin pass sends it:
 :class:`speechbrain_turbo.models.ModalityEncoder` over
 :class:`speechbrain_turbo.hf_encoders.HFWhisperEncoder` with two views,
-forward and backward. Each encoding (own length, 30 s) is timed over the
-same steps, alternating, after a warm-up; medians are reported with the
-difference between the two views (dropout on) and the cosine agreement of
-the pooled outputs of the two encodings (dropout off).
+forward and backward. The two variants (own length and 30 s; or, with
+``--frozen_layers N``, every layer trained and the first N frozen) are
+timed over the same steps, alternating, after a warm-up; medians are
+reported with how far apart the two views are (mean cosine of the pooled
+views, dropout on) and the cosine agreement of the pooled outputs of the
+two variants (dropout off).
 
     > python bench/whisper_step.py \
         --whisper ~/.cache/speechbrain_turbo/pretrained/whisper-tiny.en \
         --output results/whisper_step
+    > python bench/whisper_step.py --num_layers 0 --frozen_layers 3 \
+        --whisper ~/.cache/speechbrain_turbo/pretrained/whisper-base \
+        --output results/whisper_step_frozen
 
 Authors
  * speechbrain-turbo contributors
@@ -33,7 +39,7 @@ from speechbrain_turbo.hf_encoders import HFWhisperEncoder
 from speechbrain_turbo.models import ModalityEncoder
 
 
-def branch(whisper, num_layers, pad_to_30s):
+def branch(whisper, num_layers, pad_to_30s, frozen_layers=0):
     """The recipe's audio branch: Whisper's encoder with the recipe's
     dropouts, mean pooling.
 
@@ -42,9 +48,11 @@ def branch(whisper, num_layers, pad_to_30s):
     whisper : str
         Whisper folder.
     num_layers : int or None
-        Encoder layers kept.
+        Encoder layers kept (None: all).
     pad_to_30s : bool
         Encode 30-s windows.
+    frozen_layers : int
+        Lower layers frozen and shared by the two views.
 
     Returns
     -------
@@ -63,6 +71,7 @@ def branch(whisper, num_layers, pad_to_30s):
         freeze_feature_extractor=True,
         pad_to_30s=pad_to_30s,
         num_layers=num_layers,
+        frozen_layers=frozen_layers,
     )
     return ModalityEncoder(encoder).train()
 
@@ -96,7 +105,16 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--whisper", required=True, help="Whisper folder")
     parser.add_argument("--output", required=True)
-    parser.add_argument("--num_layers", type=int, default=2)
+    parser.add_argument(
+        "--num_layers", type=int, default=2, help="layers kept (0: all)"
+    )
+    parser.add_argument(
+        "--frozen_layers",
+        type=int,
+        default=0,
+        help="compare this many frozen lower layers with none (0: compare "
+        "the own-length encoding with 30-s windows)",
+    )
     parser.add_argument("--batch_size", type=int, default=16)
     parser.add_argument("--seconds", type=float, default=2.0)
     parser.add_argument("--steps", type=int, default=5)
@@ -107,11 +125,20 @@ def main(argv=None):
     samples = int(args.seconds * 16000)
     wavs = 0.1 * torch.randn(args.batch_size, samples, generator=generator)
     lengths = torch.ones(args.batch_size)
-    models = {
-        "own_length": branch(args.whisper, args.num_layers, False),
-        "30s": branch(args.whisper, args.num_layers, True),
-    }
+    num_layers = args.num_layers or None
+    if args.frozen_layers:
+        frozen = f"first_{args.frozen_layers}_frozen"
+        models = {
+            "all_trained": branch(args.whisper, num_layers, False),
+            frozen: branch(args.whisper, num_layers, False, args.frozen_layers),
+        }
+    else:
+        models = {
+            "own_length": branch(args.whisper, num_layers, False),
+            "30s": branch(args.whisper, num_layers, True),
+        }
     times = {name: [] for name in models}
+    view_cosines = {name: [] for name in models}
     for step in range(args.steps + 1):
         for name, model in models.items():
             seconds, views = step_seconds(model, wavs, lengths)
@@ -120,23 +147,28 @@ def main(argv=None):
             first, second = views.chunk(2)
             # Dropout on: the two views must differ.
             assert not torch.allclose(first, second), name
+            cosine = torch.nn.functional.cosine_similarity(first, second)
+            view_cosines[name].append(cosine.mean().item())
     medians = {name: statistics.median(t) for name, t in times.items()}
     with torch.no_grad():
-        pooled = {
-            name: model.eval()(wavs, lengths) for name, model in models.items()
-        }
-    cosine = torch.nn.functional.cosine_similarity(
-        pooled["own_length"], pooled["30s"], dim=-1
+        pooled = [model.eval()(wavs, lengths) for model in models.values()]
+    cosine = torch.nn.functional.cosine_similarity(*pooled, dim=-1)
+    slow, fast = (
+        ("all_trained", frozen) if args.frozen_layers else ("30s", "own_length")
     )
     report = {
         "whisper": args.whisper,
-        "num_layers": args.num_layers,
+        "num_layers": num_layers,
+        "frozen_layers": args.frozen_layers,
         "batch_size": args.batch_size,
         "clip_seconds": args.seconds,
         "threads": torch.get_num_threads(),
         "step_seconds": times,
         "median_step_seconds": medians,
-        "speedup_own_length": medians["30s"] / medians["own_length"],
+        f"speedup_{fast}": medians[slow] / medians[fast],
+        "views_mean_cosine": {
+            name: statistics.mean(c) for name, c in view_cosines.items()
+        },
         "pooled_cosine_min": cosine.min().item(),
         "pooled_cosine_mean": cosine.mean().item(),
     }

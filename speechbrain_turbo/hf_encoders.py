@@ -308,6 +308,10 @@ class HFTextEncoder(ConfigOverridesMixin, TextEncoder):
         If True, the encoder is not trained.
     gradient_checkpointing : bool
         Recompute the transformer's activations in backward (less memory).
+    frozen_layers : int
+        The embeddings and the first ``frozen_layers`` layers are not
+        trained and run without dropout (the two Turbo views get the same
+        output from them); backward stops above them.
     **kwargs
         Passed to SpeechBrain's ``TextEncoder`` (``num_layers``...).
 
@@ -329,11 +333,23 @@ class HFTextEncoder(ConfigOverridesMixin, TextEncoder):
         config_overrides=None,
         freeze=False,
         gradient_checkpointing=False,
+        frozen_layers=0,
         **kwargs,
     ):
         self._config_overrides = dict(config_overrides or {})
         self._source = source
         super().__init__(source, save_path, freeze=freeze, **kwargs)
+        layers = self.model.encoder.layer
+        if not 0 <= frozen_layers <= len(layers):
+            raise ValueError(
+                f"{source}: frozen_layers must be 0 to {len(layers)} (the "
+                f"kept layers), got {frozen_layers}"
+            )
+        self.frozen_parts = []
+        if frozen_layers:
+            self.frozen_parts = [self.model.embeddings, *layers[:frozen_layers]]
+        for part in self.frozen_parts:
+            part.requires_grad_(False)
         # The [CLS] pooler is never used (the hidden states are pooled
         # downstream): frozen, since DDP stops on a trainable parameter
         # that gets no gradient. Kept in the state dict for old checkpoints.
@@ -342,6 +358,24 @@ class HFTextEncoder(ConfigOverridesMixin, TextEncoder):
             pooler.requires_grad_(False)
         if gradient_checkpointing:
             self.enable_gradient_checkpointing()
+
+    def train(self, mode=True):
+        """Sets training mode, keeping the frozen layers without dropout.
+
+        Arguments
+        ---------
+        mode : bool
+            Training (True) or evaluation (False) mode.
+
+        Returns
+        -------
+        HFTextEncoder
+            Itself.
+        """
+        super().train(mode)
+        for part in self.frozen_parts:
+            part.train(False)
+        return self
 
     def text_to_ids(self, text):
         """Token ids of one transcript, with the model's special tokens,
@@ -399,6 +433,15 @@ class HFTextEncoder(ConfigOverridesMixin, TextEncoder):
             ).last_hidden_state
 
 
+def _hidden_states(layer_output):
+    """A transformer layer's hidden states (transformers 4.x layers return
+    a tuple, 5.x a tensor).
+    """
+    if isinstance(layer_output, tuple):
+        return layer_output[0]
+    return layer_output
+
+
 class HFWhisperEncoder(ConfigOverridesMixin, HFTransformersInterface):
     """The encoder of any Whisper model (``openai/whisper-*`` or a folder),
     on the batch's own length, with settable dropout.
@@ -450,6 +493,12 @@ class HFWhisperEncoder(ConfigOverridesMixin, HFTransformersInterface):
         Return a learned weighted sum of every kept layer's output and of
         the layers' input (:class:`speechbrain_turbo.models.WeightedLayerSum`,
         SUPERB's downstream recipe) instead of the last kept layer's.
+    frozen_layers : int
+        The first ``frozen_layers`` encoder layers (and the front end) are
+        not trained and run without dropout in :meth:`front_end`: once per
+        batch, without a graph, their output shared by the two Turbo views,
+        which then differ by the dropout of the layers above only. Cuts the
+        cost of a step when the lower layers need no fine-tuning.
 
     Example
     -------
@@ -474,6 +523,7 @@ class HFWhisperEncoder(ConfigOverridesMixin, HFTransformersInterface):
         extra_silence_seconds=0.0,
         num_layers=None,
         layer_weighted_sum=False,
+        frozen_layers=0,
     ):
         self._config_overrides = dict(config_overrides or {})
         self._source = source
@@ -491,6 +541,17 @@ class HFWhisperEncoder(ConfigOverridesMixin, HFTransformersInterface):
             del self.model.layers[num_layers:]
             # The final norm belongs to the last layer's output.
             self.model.layer_norm.requires_grad_(False)
+        kept = len(self.model.layers)
+        if not 0 <= frozen_layers <= kept:
+            raise ValueError(
+                f"{source}: frozen_layers must be 0 to {kept} (the kept "
+                f"encoder layers), got {frozen_layers}"
+            )
+        self.frozen_layers = frozen_layers
+        if frozen_layers:
+            freeze_feature_extractor = True
+            for layer in self.model.layers[:frozen_layers]:
+                layer.requires_grad_(False)
         self.load_feature_extractor(source, save_path)
         extractor = self.feature_extractor
         filters = torch.as_tensor(extractor.mel_filters, dtype=torch.float32)
@@ -515,6 +576,24 @@ class HFWhisperEncoder(ConfigOverridesMixin, HFTransformersInterface):
         self.layer_sum = None
         if layer_weighted_sum:
             self.layer_sum = WeightedLayerSum(len(self.model.layers) + 1)
+
+    def train(self, mode=True):
+        """Sets training mode, keeping the frozen layers without dropout.
+
+        Arguments
+        ---------
+        mode : bool
+            Training (True) or evaluation (False) mode.
+
+        Returns
+        -------
+        HFWhisperEncoder
+            Itself.
+        """
+        super().train(mode)
+        for layer in self.model.layers[: self.frozen_layers]:
+            layer.train(False)
+        return self
 
     @property
     def shares_front_end(self):
@@ -553,7 +632,8 @@ class HFWhisperEncoder(ConfigOverridesMixin, HFTransformersInterface):
         return (log_spec + 4.0) / 4.0
 
     def front_end(self, wav, wav_lens=None):
-        """Log-Mel features and the two convolutions (no dropout).
+        """Log-Mel features, the two convolutions and the frozen layers (no
+        dropout).
 
         Arguments
         ---------
@@ -566,7 +646,9 @@ class HFWhisperEncoder(ConfigOverridesMixin, HFTransformersInterface):
         -------
         features : torch.Tensor
             ``[B, T', D]``, one frame per 20 ms of the batch's length (1500
-            frames with ``pad_to_30s``).
+            frames with ``pad_to_30s``); with frozen layers, the last frozen
+            layer's output, or with ``layer_weighted_sum`` every frozen
+            layer's input and output, ``[B, T', frozen_layers + 1, D]``.
         frame_mask : torch.Tensor or None
             None, or where silence was appended (``pad_to_30s``,
             ``extra_silence_seconds``) ``[B, T']``, True on the frames of
@@ -596,14 +678,33 @@ class HFWhisperEncoder(ConfigOverridesMixin, HFTransformersInterface):
         with torch.no_grad() if frozen else contextlib.nullcontext():
             mel = self.log_mel(wav).to(self.model.conv1.weight.dtype)
             hidden = F.gelu(self.model.conv1(mel))
-            hidden = F.gelu(self.model.conv2(hidden))
+            hidden = F.gelu(self.model.conv2(hidden)).transpose(1, 2)
+        if self.frozen_layers:
+            hidden = self._run_frozen_layers(hidden)
         frame_mask = None
-        if hidden.shape[2] > kept:
+        if hidden.shape[1] > kept:
             frame_mask = torch.zeros(
-                hidden.shape[0], hidden.shape[2], dtype=torch.bool
+                hidden.shape[0], hidden.shape[1], dtype=torch.bool
             )
             frame_mask[:, :kept] = True
-        return hidden.transpose(1, 2), frame_mask
+        return hidden, frame_mask
+
+    def _run_frozen_layers(self, features):
+        """Positional embeddings and the frozen layers, without dropout or
+        graph; with a layer sum, every frozen layer's input and output
+        stacked on dim 2.
+        """
+        encoder = self.model
+        with torch.no_grad():
+            hidden = (
+                features + encoder.embed_positions.weight[: features.shape[1]]
+            )
+            outputs = [hidden]
+            for layer in encoder.layers[: self.frozen_layers]:
+                outputs.append(hidden := _hidden_states(layer(hidden, None)))
+        if self.layer_sum is None:
+            return hidden
+        return torch.stack(outputs, dim=2)
 
     def encode_front_end(self, features, frame_mask=None):
         """Positional embeddings (cut to the frame count), dropout and the
@@ -612,7 +713,7 @@ class HFWhisperEncoder(ConfigOverridesMixin, HFTransformersInterface):
         Arguments
         ---------
         features : torch.Tensor
-            ``[B, T', D]`` from :meth:`front_end` (possibly repeated).
+            From :meth:`front_end` (possibly repeated).
         frame_mask : torch.Tensor, optional
             From :meth:`front_end`: the frames to return (None: all).
 
@@ -625,19 +726,22 @@ class HFWhisperEncoder(ConfigOverridesMixin, HFTransformersInterface):
         encoder = self.model
         frames = features.shape[1]
         with torch.no_grad() if self.freeze else contextlib.nullcontext():
-            hidden = features + encoder.embed_positions.weight[:frames]
-            hidden = F.dropout(
-                hidden, p=encoder.dropout, training=self.training
-            )
-            outputs = [hidden]
-            for layer in encoder.layers:
+            if self.frozen_layers:
+                # Stacked when the layer sum needs every frozen output.
+                stacked = features.dim() == 4
+                outputs = list(features.unbind(2)) if stacked else [features]
+                hidden = outputs[-1]
+            else:
+                hidden = features + encoder.embed_positions.weight[:frames]
+                hidden = F.dropout(
+                    hidden, p=encoder.dropout, training=self.training
+                )
+                outputs = [hidden]
+            for layer in encoder.layers[self.frozen_layers :]:
                 if self.training and encoder.layerdrop > 0:
                     if torch.rand([]) < encoder.layerdrop:
                         continue
-                hidden = layer(hidden, None)
-                # transformers 4.x layers return a tuple.
-                if isinstance(hidden, tuple):
-                    hidden = hidden[0]
+                hidden = _hidden_states(layer(hidden, None))
                 outputs.append(hidden)
             if not self.truncated:
                 outputs[-1] = hidden = encoder.layer_norm(hidden)

@@ -3,6 +3,7 @@ shares: a smoke test with tiny encoders (no timing is checked)."""
 
 import json
 import os
+import sys
 
 import pytest
 from conftest import REPO, run_python
@@ -97,3 +98,28 @@ def test_whisper_step_bench_times_both_encodings(tmp_path):
     assert set(report["median_step_seconds"]) == {"own_length", "30s"}
     assert len(report["step_seconds"]["30s"]) == 1
     assert -1.0 <= report["pooled_cosine_min"] <= 1.0
+
+    # Frozen lower layers against every layer trained: in evaluation the
+    # two give the same output; in training the views still differ.
+    sys.path.insert(0, os.path.join(REPO, "bench"))
+    import whisper_step
+
+    whisper_step.main(
+        [
+            f"--whisper={whisper}",
+            f"--output={tmp_path / 'frozen'}",
+            "--num_layers=0",
+            "--frozen_layers=1",
+            "--batch_size=2",
+            "--seconds=0.5",
+            "--steps=1",
+        ]
+    )
+    report = json.loads((tmp_path / "frozen" / "whisper_step.json").read_text())
+    assert set(report["median_step_seconds"]) == {
+        "all_trained",
+        "first_1_frozen",
+    }
+    assert report["speedup_first_1_frozen"] > 0
+    assert report["pooled_cosine_min"] == pytest.approx(1.0, abs=1e-5)
+    assert all(c < 1.0 for c in report["views_mean_cosine"].values())

@@ -434,3 +434,73 @@ def test_whisper_layer_weighted_sum_combines_every_kept_layer(
     assert hidden.shape == (1, 25, 16)
     assert torch.allclose(hidden, expected, atol=1e-5)
     assert encoder.layer_sum.scores.shape == (2,)
+
+
+@pytest.mark.parametrize("layer_weighted_sum", [False, True])
+def test_whisper_frozen_layers_run_once_for_both_views(
+    whisper_source, tmp_path, layer_weighted_sum
+):
+    """The frozen first layer runs in the front end, without dropout or
+    graph: the views share it, differ by the second layer's dropout, and
+    the output in evaluation is the unfrozen encoder's."""
+    from speechbrain_turbo.hf_encoders import HFWhisperEncoder
+    from speechbrain_turbo.models import ModalityEncoder
+
+    def encoder(frozen_layers):
+        torch.manual_seed(0)
+        return HFWhisperEncoder(
+            whisper_source,
+            str(tmp_path),
+            config_overrides={"dropout": 0.3, "activation_dropout": 0.3},
+            layer_weighted_sum=layer_weighted_sum,
+            frozen_layers=frozen_layers,
+        )
+
+    frozen, full = encoder(1), encoder(0)
+    wavs, lengths = torch.randn(2, 8000), torch.tensor([1.0, 0.6])
+    with torch.no_grad():
+        torch.testing.assert_close(
+            frozen.eval()(wavs, lengths), full.eval()(wavs, lengths)
+        )
+    branch = ModalityEncoder(frozen).train()
+    assert not frozen.model.layers[0].training
+    assert frozen.model.layers[1].training
+    shared, _ = frozen.front_end(wavs, lengths)
+    assert not shared.requires_grad
+    torch.testing.assert_close(shared, frozen.front_end(wavs, lengths)[0])
+    first, second = branch(wavs, lengths, num_views=2).chunk(2)
+    assert not torch.allclose(first, second)
+    (first - second).pow(2).sum().backward()
+    assert frozen.model.layers[0].fc1.weight.grad is None
+    assert frozen.model.conv1.weight.grad is None
+    assert frozen.model.layers[1].fc1.weight.grad is not None
+    with pytest.raises(ValueError, match="frozen_layers must be 0 to 2"):
+        HFWhisperEncoder(whisper_source, str(tmp_path), frozen_layers=3)
+
+
+def test_text_frozen_layers_get_no_gradient_and_no_dropout(sources, tmp_path):
+    def encoder(frozen_layers):
+        torch.manual_seed(0)
+        return HFTextEncoder(
+            sources["bert"],
+            str(tmp_path),
+            config_overrides={"hidden_dropout_prob": 0.3},
+            frozen_layers=frozen_layers,
+        )
+
+    frozen, full = encoder(1), encoder(0)
+    ids = torch.tensor([frozen.text_to_ids("hi hi hi")] * 2)
+    with torch.no_grad():
+        torch.testing.assert_close(frozen.eval()(ids), full.eval()(ids))
+    frozen.train()
+    assert not frozen.model.embeddings.training
+    assert not frozen.model.encoder.layer[0].training
+    assert frozen.model.encoder.layer[1].training
+    hidden = frozen(ids)
+    assert not torch.allclose(hidden[0], hidden[1])  # the upper dropout
+    hidden.pow(2).sum().backward()
+    assert frozen.model.embeddings.word_embeddings.weight.grad is None
+    assert frozen.model.encoder.layer[0].output.dense.weight.grad is None
+    assert frozen.model.encoder.layer[1].output.dense.weight.grad is not None
+    with pytest.raises(ValueError, match="frozen_layers must be 0 to"):
+        encoder(9)
