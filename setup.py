@@ -47,7 +47,7 @@ setup(
             "gradio>=5",
             "filelock>=3",
             "pytest>=7",
-            "pytest-xdist>=3",
+            "pytest-xdist>=3.6",  # --no-loadscope-reorder
             "ruff>=0.6",
         ],
     },

@@ -1,13 +1,17 @@
-"""Shared fixtures: a tiny synthesised corpus, tiny random HF models and a
-tiny exported model, each built once per test run (also when pytest-xdist
-runs the tests in several processes)."""
+"""Shared fixtures: a tiny synthesised corpus, tiny random HF models, a
+tiny demo-recipe run and its exported model, each built once per test run
+(also when pytest-xdist runs the tests in several processes)."""
 
+import contextlib
 import csv
 import glob
+import io
 import json
+import logging
 import os
 import subprocess
 import sys
+import warnings
 
 # pytest-xdist runs one test process per core: one thread each, as two
 # torch processes with a thread per core slow each other down many times.
@@ -24,6 +28,17 @@ from speechbrain_turbo.random_hf_models import (
 )
 
 REPO = os.path.join(os.path.dirname(__file__), os.pardir)
+
+
+def pytest_collection_modifyitems(items):
+    """Runs the modules holding slow tests first, each module's tests
+    together and in their order. With pytest-xdist (``--dist loadscope
+    --no-loadscope-reorder``, pyproject.toml) each process takes the next
+    module when it is done with its own: the many quick modules then fill
+    the end of the run on every process, instead of a long module started
+    last keeping one process busy while the others wait."""
+    slow = {item.path for item in items if item.get_closest_marker("slow")}
+    items.sort(key=lambda item: item.path not in slow)
 
 
 def run_python(cwd, *args):
@@ -140,61 +155,165 @@ TINY = [
 ]
 
 
-def cli_classify_manifest(model, manifest, output):
-    """``speechbrain-turbo classify --manifest``'s output rows by ID."""
+# The warnings that a Python process started without -W options hides.
+HIDDEN_WARNINGS = (
+    DeprecationWarning,
+    PendingDeprecationWarning,
+    ImportWarning,
+    ResourceWarning,
+)
+
+
+def cli_in_a_subprocess(*arguments):
+    """Runs ``speechbrain-turbo *arguments`` as its own Python process.
+
+    Returns
+    -------
+    subprocess.CompletedProcess
+        Its exit status (``returncode``), ``stdout`` and ``stderr``.
+    """
+    return run_python(REPO, "-m", "speechbrain_turbo.cli", *arguments)
+
+
+def cli_in_this_process(*arguments):
+    """Runs ``speechbrain-turbo *arguments`` in this process (without the
+    seconds of imports of a new one), as it would run in its own.
+
+    What the command writes to stdout and stderr is captured. Like the
+    interpreter at exit, a ``SystemExit`` becomes the exit status, its
+    message (if any) a line on stderr; the warnings and the log records
+    (WARNING and up) that a new Python process would print are written to
+    stderr too. Any other exception is raised, as it would have ended the
+    process with a traceback.
+
+    Returns
+    -------
+    subprocess.CompletedProcess
+        The exit status (``returncode``), ``stdout`` and ``stderr``, as
+        :func:`cli_in_a_subprocess` gives them.
+    """
+    from speechbrain_turbo.cli import main
+
+    arguments = [str(argument) for argument in arguments]
+    stdout, stderr = io.StringIO(), io.StringIO()
+    log_to_stderr = logging.StreamHandler(stderr)
+    log_to_stderr.setLevel(logging.WARNING)
+    logging.getLogger().addHandler(log_to_stderr)
+    returncode = 0
+    try:
+        with (
+            contextlib.redirect_stdout(stdout),
+            contextlib.redirect_stderr(stderr),
+            warnings.catch_warnings(record=True) as shown,
+        ):
+            warnings.resetwarnings()
+            warnings.simplefilter("default")
+            for category in HIDDEN_WARNINGS:
+                warnings.simplefilter("ignore", category)
+            try:
+                main(arguments)
+            except SystemExit as stop:
+                if stop.code is None or isinstance(stop.code, int):
+                    returncode = stop.code or 0
+                else:
+                    print(stop.code, file=sys.stderr)
+                    returncode = 1
+    finally:
+        logging.getLogger().removeHandler(log_to_stderr)
+    for warning in shown:
+        stderr.write(
+            warnings.formatwarning(
+                warning.message,
+                warning.category,
+                warning.filename,
+                warning.lineno,
+                warning.line,
+            )
+        )
+    return subprocess.CompletedProcess(
+        ["speechbrain-turbo", *arguments],
+        returncode,
+        stdout.getvalue(),
+        stderr.getvalue(),
+    )
+
+
+def cli_classify_manifest(model, manifest, output, run=cli_in_this_process):
+    """``speechbrain-turbo classify --manifest``'s output rows by ID
+    (``run``: :func:`cli_in_this_process` or :func:`cli_in_a_subprocess`).
+    """
     result = cli_classify(
-        model, "--manifest", str(manifest), "--output", str(output)
+        model, "--manifest", manifest, "--output", output, run=run
     )
     assert result.returncode == 0, result.stderr[-3000:]
     with open(output, newline="", encoding="utf-8") as f:
         return {row["ID"]: row for row in csv.DictReader(f)}
 
 
-def cli_classify(model, *arguments):
-    """Runs ``speechbrain-turbo classify --model MODEL *arguments``."""
+def cli_classify(model, *arguments, run=cli_in_this_process):
+    """Runs ``speechbrain-turbo classify --model MODEL *arguments``
+    (``run``: :func:`cli_in_this_process` or :func:`cli_in_a_subprocess`).
+    """
+    return run("classify", "--model", str(model), *map(str, arguments))
+
+
+# The demo recipe run of the tests that use a trained model: with modality
+# dropout, so that its test without text means something.
+DEMO_RUN = [*TINY, "--modality_dropout=0.3"]
+
+
+def train_demo_recipe(corpus, output, *overrides):
+    """Runs the demo recipe's ``train.py`` with ``DEMO_RUN``'s settings on
+    ``corpus`` into ``output``, with ``overrides`` added.
+
+    Returns
+    -------
+    subprocess.CompletedProcess
+        The run's exit status, stdout and stderr.
+    """
     return run_python(
-        REPO,
-        "-m",
-        "speechbrain_turbo.cli",
-        "classify",
-        "--model",
-        str(model),
-        *arguments,
+        DEMO_RECIPE,
+        "train.py",
+        "hparams/demo.yaml",
+        f"--data_folder={corpus}",
+        f"--output_folder={output}",
+        *DEMO_RUN,
+        *overrides,
     )
 
 
 @pytest.fixture(scope="session")
-def exported(tmp_path_factory, tiny_corpus):
-    """A tiny demo-recipe run and its exported model folder.
+def demo_run(tmp_path_factory, tiny_corpus):
+    """A finished tiny demo-recipe run (:func:`train_demo_recipe` on
+    ``tiny_corpus``): its folder and what it printed (stdout + stderr).
+    Tests only read it."""
+
+    def build(folder):
+        trained = train_demo_recipe(tiny_corpus, folder / "run")
+        (folder / "printed.txt").write_text(trained.stdout + trained.stderr)
+        assert trained.returncode == 0, trained.stderr[-3000:]
+
+    folder = built_once(tmp_path_factory, "demo_run", build)
+    return folder / "run", (folder / "printed.txt").read_text()
+
+
+@pytest.fixture(scope="session")
+def exported(tmp_path_factory, demo_run):
+    """The tiny demo-recipe run of ``demo_run`` and its exported model
+    folder.
 
     Returns the run folder, the model folder, a test manifest
     (``ID,wav,text``) and the screened test entries.
     """
+    run, _ = demo_run
 
     def build(folder):
-        trained = run_python(
-            DEMO_RECIPE,
-            "train.py",
-            "hparams/demo.yaml",
-            f"--data_folder={tiny_corpus}",
-            f"--output_folder={folder / 'run'}",
-            *TINY,
-            "--modality_dropout=0.3",
-        )
-        assert trained.returncode == 0, trained.stderr[-3000:]
-        result = run_python(
-            REPO,
-            "-m",
-            "speechbrain_turbo.cli",
-            "export",
-            str(folder / "run"),
-            str(folder / "model"),
-            "--examples=2",
+        result = cli_in_this_process(
+            "export", run, folder / "model", "--examples=2"
         )
         assert result.returncode == 0, result.stderr[-3000:]
 
-    folder = built_once(tmp_path_factory, "inference", build)
-    run = folder / "run"
+    folder = built_once(tmp_path_factory, "exported", build)
     test = json.loads((run / "test_screened.json").read_text())
     manifest = tmp_path_factory.mktemp("manifest") / "test.csv"
     with open(manifest, "w", newline="", encoding="utf-8") as f:

@@ -3,6 +3,7 @@ rank's rows as negatives gives the loss and, after DDP's gradient averaging,
 the gradients of one process holding the whole global batch.
 """
 
+import functools
 import os
 import time
 
@@ -54,12 +55,37 @@ def compute(encoders, loss_fn, inputs, labels, groups, rows):
     return loss_fn(views, labels=labels[rows], groups=groups[rows])
 
 
-def worker(rank, init_file, out_file, options, sizes=(ROWS, ROWS)):
-    """One DDP process: its rows, gathered negatives, averaged gradients."""
+def worker(rank, init_file, out_file):
+    """One DDP process, started once for every case (TurboLoss with each
+    of OPTIONS and SPLITS, the weighted cross-entropy) in one process
+    group; rank 0 saves each case's loss and gradients."""
     dist.init_process_group(
         "gloo", init_method=f"file://{init_file}", rank=rank, world_size=WORLD
     )
-    encoders, loss_fn, inputs, labels, groups = make_problem(options)
+    cases = {
+        (name, split): functools.partial(turbo_loss_case, rank, name, split)
+        for name in OPTIONS
+        for split in SPLITS
+    }
+    cases["cross_entropy"] = functools.partial(
+        cross_entropy_case, rank, SPLITS["unequal"]
+    )
+    results = {}
+    for case, run in cases.items():
+        try:
+            results[case] = run()
+        except Exception as error:
+            raise RuntimeError(f"case {case}") from error
+    if rank == 0:
+        torch.save(results, out_file)
+    dist.destroy_process_group()
+
+
+def turbo_loss_case(rank, name, split):
+    """This process's rows, gathered negatives, and the loss and gradients
+    averaged over the processes (as DDP averages gradients)."""
+    encoders, loss_fn, inputs, labels, groups = make_problem(OPTIONS[name])
+    sizes = SPLITS[split]
     rows = slice(sum(sizes[:rank]), sum(sizes[: rank + 1]))
     out = compute(encoders, loss_fn, inputs, labels, groups, rows)
     out["loss"].backward()
@@ -69,26 +95,55 @@ def worker(rank, init_file, out_file, options, sizes=(ROWS, ROWS)):
         parameter.grad /= WORLD
     loss = out["loss"].detach().clone()
     dist.all_reduce(loss)
-    if rank == 0:
-        torch.save(
-            {"loss": loss / WORLD, "grads": [p.grad for p in parameters]},
-            out_file,
-        )
-    dist.destroy_process_group()
+    return {"loss": loss / WORLD, "grads": [p.grad for p in parameters]}
+
+
+def cross_entropy_case(rank, sizes):
+    """The cross-entropy of this process's rows weighted by its share of
+    the global batch; the gradients averaged over the processes."""
+    from speechbrain_turbo.losses import share_of_global_batch
+
+    classifier, inputs, labels = make_ce_problem(sum(sizes))
+    rows = slice(sum(sizes[:rank]), sum(sizes[: rank + 1]))
+    ce = torch.nn.functional.cross_entropy(
+        classifier(inputs[rows]), labels[rows]
+    )
+    (ce * share_of_global_batch(len(labels[rows]), "cpu")).backward()
+    for parameter in classifier.parameters():  # what DDP does to gradients
+        dist.all_reduce(parameter.grad)
+        parameter.grad /= WORLD
+    return [p.grad for p in classifier.parameters()]
+
+
+def make_ce_problem(rows):
+    torch.manual_seed(0)
+    classifier = torch.nn.Linear(4, 3)
+    inputs = torch.randn(rows, 4, generator=torch.Generator().manual_seed(2))
+    labels = torch.arange(rows) % 3
+    return classifier, inputs, labels
+
+
+@pytest.fixture(scope="module")
+def distributed_results(tmp_path_factory):
+    """Each case's results from WORLD gloo processes (see ``worker``)."""
+    folder = tmp_path_factory.mktemp("distributed")
+    out_file = str(folder / "distributed.pt")
+    mp.spawn(
+        worker,
+        args=(str(folder / "init"), out_file),
+        nprocs=WORLD,
+        join=True,
+    )
+    return torch.load(out_file)
 
 
 @pytest.mark.parametrize("split", list(SPLITS))
 @pytest.mark.parametrize("name", list(OPTIONS))
-def test_gathered_loss_and_gradients_equal_one_process(tmp_path, name, split):
+def test_gathered_loss_and_gradients_equal_one_process(
+    distributed_results, name, split
+):
     options = OPTIONS[name]
-    out_file = str(tmp_path / "distributed.pt")
-    mp.spawn(
-        worker,
-        args=(str(tmp_path / "init"), out_file, options, SPLITS[split]),
-        nprocs=WORLD,
-        join=True,
-    )
-    distributed = torch.load(out_file)
+    distributed = distributed_results[name, split]
 
     encoders, loss_fn, inputs, labels, groups = make_problem(
         {**options, "gather_across_ranks": False}
@@ -189,47 +244,13 @@ def test_pretrained_recipe_trains_under_torchrun_gloo(
     assert "Test WA" in log and "Test without text WA" in log
 
 
-def ce_worker(rank, init_file, out_file, sizes):
-    """One DDP process: cross-entropy of its rows weighted by its share."""
-    from speechbrain_turbo.losses import share_of_global_batch
-
-    dist.init_process_group(
-        "gloo", init_method=f"file://{init_file}", rank=rank, world_size=WORLD
-    )
-    classifier, inputs, labels = make_ce_problem(sum(sizes))
-    rows = slice(sum(sizes[:rank]), sum(sizes[: rank + 1]))
-    ce = torch.nn.functional.cross_entropy(
-        classifier(inputs[rows]), labels[rows]
-    )
-    (ce * share_of_global_batch(len(labels[rows]), "cpu")).backward()
-    for parameter in classifier.parameters():  # what DDP does to gradients
-        dist.all_reduce(parameter.grad)
-        parameter.grad /= WORLD
-    if rank == 0:
-        torch.save([p.grad for p in classifier.parameters()], out_file)
-    dist.destroy_process_group()
-
-
-def make_ce_problem(rows):
-    torch.manual_seed(0)
-    classifier = torch.nn.Linear(4, 3)
-    inputs = torch.randn(rows, 4, generator=torch.Generator().manual_seed(2))
-    labels = torch.arange(rows) % 3
-    return classifier, inputs, labels
-
-
-def test_unequal_batches_weight_cross_entropy_by_their_rows(tmp_path):
+def test_unequal_batches_weight_cross_entropy_by_their_rows(
+    distributed_results,
+):
     """Gradients equal one process's on the concatenated batch: unweighted,
     the 2-row process's rows would count twice as much as the others."""
     sizes = SPLITS["unequal"]
-    out_file = str(tmp_path / "ce.pt")
-    mp.spawn(
-        ce_worker,
-        args=(str(tmp_path / "init"), out_file, sizes),
-        nprocs=WORLD,
-        join=True,
-    )
-    distributed = torch.load(out_file)
+    distributed = distributed_results["cross_entropy"]
     classifier, inputs, labels = make_ce_problem(sum(sizes))
     torch.nn.functional.cross_entropy(classifier(inputs), labels).backward()
     for expected, got in zip(classifier.parameters(), distributed):

@@ -13,7 +13,13 @@ import pytest
 import soundfile
 import torch
 import torchaudio
-from conftest import REPO, cli_classify, cli_classify_manifest, run_python
+from conftest import (
+    REPO,
+    cli_classify,
+    cli_classify_manifest,
+    cli_in_a_subprocess,
+    cli_in_this_process,
+)
 from speechbrain.dataio import audio_io
 
 from speechbrain_turbo.app import classify_for_page
@@ -46,8 +52,12 @@ def test_export_writes_a_self_contained_model_folder(exported):
 
 
 def test_cli_classify_matches_the_recipe_test_pass(exported, tmp_path):
+    """The command as its own process, as it is used (the other tests run
+    it in the test process, without the seconds of imports)."""
     run, model, manifest, test = exported
-    classified = cli_classify_manifest(model, manifest, tmp_path / "out.csv")
+    classified = cli_classify_manifest(
+        model, manifest, tmp_path / "out.csv", run=cli_in_a_subprocess
+    )
     recipe = {
         row["ID"]: row["predicted"]
         for row in read_csv(run / "test_predictions.csv")
@@ -109,15 +119,7 @@ def test_missing_text_is_transcribed_by_the_models_whisper(
     run, _, manifest, test = exported
     whisper = save_random_whisper_model(str(tmp_path / "whisper"))
     model = tmp_path / "model_asr"
-    result = run_python(
-        REPO,
-        "-m",
-        "speechbrain_turbo.cli",
-        "export",
-        str(run),
-        str(model),
-        f"--asr_hub={whisper}",
-    )
+    result = cli_in_this_process("export", run, model, f"--asr_hub={whisper}")
     assert result.returncode == 0, result.stderr[-3000:]
     # The local Whisper travels with the model: moved, the folder works.
     assert whisper not in (model / "hyperparams.yaml").read_text()
@@ -298,7 +300,7 @@ def test_a_checkpoint_holding_code_is_refused_not_run(exported, tmp_path):
 
 
 def test_cli_manifest_rows_that_cannot_be_read_become_rejects(
-    exported, tmp_path
+    exported, tmp_path, monkeypatch
 ):
     """A spreadsheet's byte-order mark is accepted; a row with too few
     fields, a line that is not UTF-8 and a repeated ID are rejected with
@@ -323,18 +325,8 @@ def test_cli_manifest_rows_that_cannot_be_read_become_rejects(
     mixed = folder / "mixed.csv"
     mixed.write_bytes(data)
     output = tmp_path / "new" / "folder" / "out.csv"
-    result = run_python(
-        str(tmp_path),  # another working directory
-        "-m",
-        "speechbrain_turbo.cli",
-        "classify",
-        "--model",
-        str(model),
-        "--manifest",
-        str(mixed),
-        "--output",
-        str(output),
-    )
+    monkeypatch.chdir(tmp_path)  # another working directory
+    result = cli_classify(model, "--manifest", mixed, "--output", output)
     assert result.returncode == 1
     assert "Traceback" not in result.stderr
     assert [r["ID"] for r in read_csv(output)] == [r["ID"] for r in rows], (

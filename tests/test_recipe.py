@@ -7,7 +7,7 @@ import subprocess
 import sys
 
 import pytest
-from conftest import DEMO_RECIPE, TINY, run_python
+from conftest import DEMO_RECIPE, TINY, run_python, train_demo_recipe
 
 # Runs whole recipes or several processes: deselect with -m "not slow".
 pytestmark = pytest.mark.slow
@@ -40,14 +40,18 @@ def run_recipe(tmp_path, name, *overrides):
 
 
 @pytest.fixture(scope="module")
-def runs(tmp_path_factory):
+def runs(tmp_path_factory, demo_run, tiny_corpus):
+    """The Turbo run (conftest's ``demo_run``), a baseline run (on a demo
+    corpus the recipe synthesises) and the Turbo run's command again."""
     tmp_path = tmp_path_factory.mktemp("recipe")
-    turbo = run_recipe(tmp_path, "turbo")
     baseline = run_recipe(
         tmp_path, "baseline", "--turbo_weight=0", "--twin_pass=False"
     )
-    turbo_again = run_recipe(tmp_path, "turbo_again")
-    return tmp_path, turbo, baseline, turbo_again
+    output = tmp_path / "turbo_again"
+    again = train_demo_recipe(tiny_corpus, output)
+    assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
+    turbo_again = output, again.stdout + again.stderr
+    return tmp_path, demo_run, baseline, turbo_again
 
 
 def read_manifest(path):
@@ -133,10 +137,10 @@ def test_baseline_has_no_contrastive_term(runs):
     assert (output / "test_metrics.json").exists()
 
 
-def test_output_folder_of_another_configuration_is_refused(runs):
-    tmp_path, (turbo_output, _) = runs[0], runs[1]
-    result = recipe_command(
-        tmp_path, turbo_output, "--turbo_weight=0", "--twin_pass=False"
+def test_output_folder_of_another_configuration_is_refused(runs, tiny_corpus):
+    turbo_output = runs[3][0]  # this module's own
+    result = train_demo_recipe(
+        tiny_corpus, turbo_output, "--turbo_weight=0", "--twin_pass=False"
     )
     assert result.returncode != 0
     output = result.stdout + result.stderr
