@@ -12,8 +12,8 @@
 # their test scores are written, not read to choose. Re-running skips
 # finished runs; one CPU thread per run, JOBS runs at a time per
 # configuration; CONCURRENT=1 runs a stage's configurations side by side,
-# one run each at a time (fold by fold, so that a stage stopped early has
-# the same folds of every configuration). From the repository root, after
+# one run each at a time (seed by seed, fold by fold, so that a stage
+# stopped early has the same runs of every configuration). From the repository root, after
 # python bench/pretrained_folders.py:
 #   FINETUNE="--audio_layer_weighted_sum=True ..." TURBO="..." \
 #     PROBE=bench/measurements/whisper_tiny_emodb/whisper_probe.json \

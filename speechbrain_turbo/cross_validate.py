@@ -282,7 +282,8 @@ def main(train_py, fold_key, argv=None):
 
     folder = os.path.abspath(os.path.join(args.output_root, args.name))
     hparams_file = os.path.abspath(args.hparams_file)
-    plan = [(fold, seed) for fold in args.folds for seed in args.seeds]
+    # Seed by seed: a sweep stopped early has every fold of its first seeds.
+    plan = [(fold, seed) for seed in args.seeds for fold in args.folds]
 
     def launch(item):
         """Runs one (fold, seed) of the plan; returns it with its metrics."""
