@@ -434,12 +434,14 @@ def read_ctranslate2(data):
     offset = 0
 
     def take(fmt):
+        """Unpacks ``fmt`` (little-endian) at the offset, and moves on."""
         nonlocal offset
         values = struct.unpack_from("<" + fmt, data, offset)
         offset += struct.calcsize("<" + fmt)
         return values
 
     def take_string():
+        """Reads a length-prefixed, NUL-terminated string."""
         nonlocal offset
         (length,) = take("H")
         text = data[offset : offset + length - 1].decode()

@@ -221,6 +221,9 @@ def contrastive_diagnostics(views, groups=None):
     stats = {}
 
     def cosines(name, x, y):
+        """Records the mean positive and negative cosines of ``x`` against
+        ``y`` (unit rows) under ``name``; returns the similarities.
+        """
         similarity = (x @ y.T).cpu()
         stats[f"pos_cos_{name}"] = float(similarity.diagonal().mean())
         if candidate.any():

@@ -584,6 +584,7 @@ class ConcatFusion(torch.nn.Module):
         )
 
         def mlp(input_size):
+            """One fusion layer: linear, GELU, dropout."""
             return torch.nn.Sequential(
                 torch.nn.Linear(input_size, hidden_size),
                 torch.nn.GELU(),

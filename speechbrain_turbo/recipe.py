@@ -223,6 +223,7 @@ class PairedDynamicBatchSampler(DynamicBatchSampler):
         """Merges the single-utterance batches, then orders the batches."""
 
         def longest(batch):
+            """The batch's longest utterance (its sort key)."""
             return max(self._ex_lengths[str(i)] for i in batch)
 
         # Each batch takes at most one lone utterance while others can.
