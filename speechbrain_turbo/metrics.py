@@ -244,8 +244,11 @@ def contrastive_diagnostics(views, groups=None):
     return stats
 
 
-def uniformity(x, t=2.0):
+def uniformity(x, t=2.0, block_rows=1024):
     """Log of the mean Gaussian potential over all pairs of normalised rows.
+
+    Computed ``block_rows`` rows at a time: memory grows with the number
+    of rows, not with the number of pairs.
 
     Arguments
     ---------
@@ -253,6 +256,8 @@ def uniformity(x, t=2.0):
         ``[N, D]`` embeddings, N >= 2.
     t : float
         Scale of the potential (2 in Wang & Isola).
+    block_rows : int
+        Rows compared with all the others at once.
 
     Returns
     -------
@@ -267,7 +272,18 @@ def uniformity(x, t=2.0):
     -8.0
     """
     x = F.normalize(x.float(), dim=-1)
-    return float(torch.pdist(x).pow(2).mul(-t).exp().mean().log())
+    rows = x.shape[0]
+    total = torch.zeros((), dtype=torch.float64)
+    for start in range(0, rows, block_rows):
+        block = x[start : start + block_rows]
+        squared = (2.0 - 2.0 * block @ x.T).clamp_min(0.0)
+        # Each pair once: the columns after the row.
+        later = (
+            torch.arange(rows)
+            > torch.arange(start, start + len(block))[:, None]
+        )
+        total += squared[later].mul(-t).exp().double().sum()
+    return float((total / (rows * (rows - 1) / 2)).log())
 
 
 def plot_training_curves(history, png_path):

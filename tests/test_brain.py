@@ -883,3 +883,13 @@ def test_weighted_layer_sum_trains_at_the_heads_rate():
     (encoder_group,) = brain.encoder_optimizer.param_groups
     assert any(p is scores for p in head_group["params"])
     assert not any(p is scores for p in encoder_group["params"])
+
+
+def test_uniformity_in_row_blocks_is_the_all_pairs_value():
+    x = torch.randn(37, 8)
+    unit = torch.nn.functional.normalize(x, dim=-1)
+    expected = torch.pdist(unit).pow(2).mul(-2.0).exp().mean().log()
+    for block_rows in (1, 5, 37, 1024):
+        assert uniformity(x, block_rows=block_rows) == pytest.approx(
+            float(expected), abs=1e-5
+        )
