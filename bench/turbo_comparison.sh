@@ -8,6 +8,10 @@
 #   arms      the four arms (baseline, two views with cross-entropy only,
 #             Turbo = FINETUNE + TURBO, the paper's objective), every fold
 #             x seeds 1-5, then the paired analysis (METRIC: UA or macro_F1)
+#   cross_modal_only  Turbo without its in-modal terms, every fold (seed
+#             1), beside the arms; prints, per fold, the epoch each of the
+#             two selects and its validation UA (whether the in-modal
+#             terms change training)
 # The pilot stages are ranked on mean validation UA (results/.../summary.md);
 # their test scores are written, not read to choose. Re-running skips
 # finished runs; one CPU thread per run, JOBS runs at a time per
@@ -19,7 +23,7 @@
 #     PROBE=bench/measurements/whisper_tiny_emodb/whisper_probe.json \
 #     bash bench/turbo_comparison.sh recipes/EmoDB/turbo arms /path/to/EmoDB
 set -euo pipefail
-usage="usage: turbo_comparison.sh RECIPE finetune|turbo|arms DATA [PRETRAINED] [JOBS]"
+usage="usage: turbo_comparison.sh RECIPE finetune|turbo|arms|cross_modal_only DATA [PRETRAINED] [JOBS]"
 recipe=${1:?$usage}
 stage=${2:?$usage}
 data=${3:?$usage}
@@ -32,6 +36,10 @@ probe=()
 kept=$(pwd)/bench/measurements/turbo_comparison/$corpus/$stage
 cd "$recipe"
 root=results/turbo_comparison/$stage
+if [[ $stage == cross_modal_only ]]; then
+    root=results/turbo_comparison/arms
+    kept=$(dirname "$kept")/arms
+fi
 read -r -a finetune <<<"${FINETUNE:-}"
 read -r -a turbo <<<"${TURBO:-}"
 seeds=(1)
@@ -79,6 +87,10 @@ arms)
         --turbo_symmetric=cross_modal --label_aware=False \
         --mask_repeated_transcripts=False
     ;;
+cross_modal_only)
+    sweep turbo_cross_modal_only "${finetune[@]}" "${turbo[@]}" \
+        --in_modal_weight=0
+    ;;
 *)
     echo "$usage" >&2
     exit 2
@@ -99,3 +111,21 @@ mkdir -p "$kept"
     -o -name 'test_predictions*.csv' -o -name run_record.json \
     -o -name train_log.txt -o -name 'results.*' -o -name 'summary.md' \
     -o -name 'comparison_*' \) -exec cp --parents {} "$kept" \;)
+if [[ $stage == cross_modal_only ]]; then
+    python - "$root" <<'PYTHON'
+import json
+import sys
+
+root = sys.argv[1]
+print("fold  Turbo: epoch, valid UA  cross-modal only: epoch, valid UA")
+for fold in range(1, 6):
+    row = [f"{fold:4d}"]
+    for name in ("turbo", "turbo_cross_modal_only"):
+        path = f"{root}/{name}/fold{fold}_seed1/test_metrics.json"
+        with open(path) as f:
+            metrics = json.load(f)
+        valid = metrics["selected_on_valid"]["UA"]
+        row.append(f"{metrics['epoch']:2d}, {100 * valid:.2f}")
+    print("  ".join(row))
+PYTHON
+fi
