@@ -12,9 +12,12 @@
 #             1), beside the arms; prints, per fold, the epoch each of the
 #             two selects and its validation UA (whether the in-modal
 #             terms change training)
+#   keep      copies the small files of every finished run of every stage
+#             to bench/measurements now (the other stages do it at their end)
 # The pilot stages are ranked on mean validation UA (results/.../summary.md);
 # their test scores are written, not read to choose. Re-running skips
-# finished runs; one CPU thread per run, JOBS runs at a time per
+# finished runs (kept under ROOT, default RECIPE/results/turbo_comparison:
+# point it outside the checkout to keep runs across clones); one CPU thread per run, JOBS runs at a time per
 # configuration; CONCURRENT=1 runs a stage's configurations side by side,
 # one run each at a time (seed by seed, fold by fold, so that a stage
 # stopped early has the same runs of every configuration). From the repository root, after
@@ -23,7 +26,7 @@
 #     PROBE=bench/measurements/whisper_tiny_emodb/whisper_probe.json \
 #     bash bench/turbo_comparison.sh recipes/EmoDB/turbo arms /path/to/EmoDB
 set -euo pipefail
-usage="usage: turbo_comparison.sh RECIPE finetune|turbo|arms|cross_modal_only DATA [PRETRAINED] [JOBS]"
+usage="usage: turbo_comparison.sh RECIPE finetune|turbo|arms|cross_modal_only|keep DATA [PRETRAINED] [JOBS]"
 recipe=${1:?$usage}
 stage=${2:?$usage}
 data=${3:?$usage}
@@ -34,11 +37,33 @@ corpus=$(basename "$(dirname "$(realpath "$recipe")")")
 probe=()
 [[ -n ${PROBE:-} ]] && probe=(--probe "$(realpath "$PROBE")")
 kept=$(pwd)/bench/measurements/turbo_comparison/$corpus/$stage
+runs=${ROOT:+$(realpath -m "$ROOT")}
 cd "$recipe"
-root=results/turbo_comparison/$stage
+runs=${runs:-$(realpath -m results/turbo_comparison)}
+root=$runs/$stage
 if [[ $stage == cross_modal_only ]]; then
-    root=results/turbo_comparison/arms
+    root=$runs/arms
     kept=$(dirname "$kept")/arms
+fi
+# The small files of every finished run (history, test metrics, predictions
+# per utterance, run record) and the tables, for bench/measurements.
+keep_small_files() {
+    mkdir -p "$2"
+    (cd "$1" && find . -maxdepth 2 -type f \( -name 'results.*' \
+        -o -name 'summary.md' -o -name 'comparison_*' \) \
+        -exec cp --parents {} "$2" \; &&
+        find . -name test_metrics.json -printf '%h\n' | while read -r run; do
+            find "$run" -maxdepth 1 \( -name history.jsonl \
+                -o -name 'test_metrics*.json' -o -name 'test_predictions*.csv' \
+                -o -name run_record.json -o -name train_log.txt \) \
+                -exec cp --parents {} "$2" \;
+        done)
+}
+if [[ $stage == keep ]]; then
+    for done_stage in "$runs"/*/; do
+        keep_small_files "$done_stage" "$(dirname "$kept")/$(basename "$done_stage")"
+    done
+    exit 0
 fi
 read -r -a finetune <<<"${FINETUNE:-}"
 read -r -a turbo <<<"${TURBO:-}"
@@ -47,6 +72,8 @@ seeds=(1)
 sweep() {
     local name=$1
     shift
+    # ONLY="name ...": run just these configurations of the stage.
+    [[ -z ${ONLY:-} || " $ONLY " == *" $name "* ]] || return 0
     local command=(
         python cross_validate.py hparams/pretrained.yaml --name "$name"
         --jobs "$jobs" --folds 1 2 3 4 5 --seeds "${seeds[@]}"
@@ -104,13 +131,7 @@ if [[ $stage == arms ]]; then
             --reference "$reference" --metric "${METRIC:-UA}" "${probe[@]}"
     done
 fi
-# The small files of every run (history, test metrics, predictions per
-# utterance, run record) and the tables, for bench/measurements.
-mkdir -p "$kept"
-(cd "$root" && find . \( -name history.jsonl -o -name 'test_metrics*.json' \
-    -o -name 'test_predictions*.csv' -o -name run_record.json \
-    -o -name train_log.txt -o -name 'results.*' -o -name 'summary.md' \
-    -o -name 'comparison_*' \) -exec cp --parents {} "$kept" \;)
+keep_small_files "$root" "$kept"
 if [[ $stage == cross_modal_only ]]; then
     python - "$root" <<'PYTHON'
 import json
