@@ -72,11 +72,12 @@ seeds=(1)
 sweep() {
     local name=$1
     shift
-    # ONLY="name ...": run just these configurations of the stage.
+    # ONLY="name ...": run just these configurations of the stage (and
+    # FOLDS="2 3": just these folds).
     [[ -z ${ONLY:-} || " $ONLY " == *" $name "* ]] || return 0
     local command=(
         python cross_validate.py hparams/pretrained.yaml --name "$name"
-        --jobs "$jobs" --folds 1 2 3 4 5 --seeds "${seeds[@]}"
+        --jobs "$jobs" --folds ${FOLDS:-1 2 3 4 5} --seeds "${seeds[@]}"
         --output_root "$root" --delete_checkpoints --
         --data_folder="$data" --audio_hub="$pretrained/whisper-tiny.en"
         --text_hub="$pretrained/all-MiniLM-L6-v2" "$@"
