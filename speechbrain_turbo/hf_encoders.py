@@ -29,6 +29,10 @@ from speechbrain_turbo.models import WeightedLayerSum
 
 logger = get_logger(__name__)
 
+# The config attributes of HuggingFace's layer drop (wav2vec 2.0 family,
+# Whisper).
+LAYER_DROP_ATTRIBUTES = ("layerdrop", "encoder_layerdrop")
+
 
 def apply_config_overrides(config, overrides, source):
     """Sets HuggingFace config attributes, refusing names the config lacks.
@@ -71,6 +75,24 @@ def apply_config_overrides(config, overrides, source):
         setattr(config, name, value)
     if overrides:
         logger.info("%s: config overrides %s", source, dict(overrides))
+    # Layer drop skips the same layers in both Turbo views (one draw per
+    # doubled batch) and leaves their parameters without gradients under
+    # DDP: it stays off, whatever the pretrained config says.
+    for name in LAYER_DROP_ATTRIBUTES:
+        if (overrides or {}).get(name, 0) > 0:
+            raise ValueError(
+                f"{source}: config_overrides sets {name}={overrides[name]}; "
+                "layer drop must be 0 here (it would skip the same layers "
+                "in both Turbo views): remove it from config_overrides"
+            )
+        if getattr(config, name, 0) > 0:
+            logger.info(
+                "%s: %s %s of the pretrained config set to 0",
+                source,
+                name,
+                getattr(config, name),
+            )
+            setattr(config, name, 0.0)
     return config
 
 
@@ -142,7 +164,8 @@ class HFSpeechEncoder(ConfigOverridesMixin, Wav2Vec2):
         Where downloaded weights are cached.
     config_overrides : dict, optional
         Config attributes to set, e.g. ``hidden_dropout``,
-        ``attention_dropout``, ``feat_proj_dropout``, ``layerdrop``.
+        ``attention_dropout``, ``feat_proj_dropout`` (layer drop is
+        always 0).
     freeze_feature_extractor : bool
         Freeze the CNN feature encoder (the usual fine-tuning setup).
     gradient_checkpointing : bool
@@ -160,7 +183,7 @@ class HFSpeechEncoder(ConfigOverridesMixin, Wav2Vec2):
     >>> from speechbrain_turbo.random_hf_models import save_random_speech_model
     >>> folder = save_random_speech_model(tempfile.mkdtemp())
     >>> encoder = HFSpeechEncoder(
-    ...     folder, tempfile.mkdtemp(), config_overrides={"layerdrop": 0.0}
+    ...     folder, tempfile.mkdtemp(), config_overrides={"hidden_dropout": 0.1}
     ... )
     >>> encoder(torch.randn(2, 8000), torch.tensor([1.0, 0.5])).shape
     torch.Size([2, 23, 16])
@@ -467,7 +490,7 @@ class HFWhisperEncoder(ConfigOverridesMixin, HFTransformersInterface):
         Where downloaded weights are cached.
     config_overrides : dict, optional
         Config attributes to set, e.g. ``dropout``, ``attention_dropout``,
-        ``activation_dropout``, ``encoder_layerdrop`` (Whisper's are 0).
+        ``activation_dropout`` (layer drop is always 0).
     freeze : bool
         If True, the encoder is not trained.
     freeze_feature_extractor : bool
@@ -738,9 +761,6 @@ class HFWhisperEncoder(ConfigOverridesMixin, HFTransformersInterface):
                 )
                 outputs = [hidden]
             for layer in encoder.layers[self.frozen_layers :]:
-                if self.training and encoder.layerdrop > 0:
-                    if torch.rand([]) < encoder.layerdrop:
-                        continue
                 hidden = _hidden_states(layer(hidden, None))
                 outputs.append(hidden)
             if not self.truncated:

@@ -1,5 +1,8 @@
 """Pretrained HF encoder wrappers: dropout overrides, padding, tokenizer."""
 
+import json
+import shutil
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -41,7 +44,6 @@ def test_speech_encoder_dropout_comes_from_config_overrides(
             "attention_dropout": 0.25,
             "feat_proj_dropout": 0.25,
             "activation_dropout": 0.25,
-            "layerdrop": 0.0,
         },
     )
     assert encoder.model.config.hidden_dropout == 0.25
@@ -51,6 +53,24 @@ def test_speech_encoder_dropout_comes_from_config_overrides(
         p.requires_grad for p in encoder.model.feature_extractor.parameters()
     )
     assert not encoder.model.feature_extractor._requires_grad
+
+
+def test_layer_drop_is_switched_off_and_refused(sources, tmp_path):
+    # A pretrained config with layer drop (wav2vec 2.0 Base has 0.1 or 0.05).
+    folder = tmp_path / "with_layerdrop"
+    shutil.copytree(sources["wav2vec2"], folder)
+    config = json.loads((folder / "config.json").read_text())
+    config["layerdrop"] = 0.1
+    (folder / "config.json").write_text(json.dumps(config))
+    encoder = HFSpeechEncoder(str(folder), str(tmp_path / "save"))
+    assert encoder.model.config.layerdrop == 0
+    with pytest.raises(ValueError, match="layerdrop=0.2.*must be 0") as error:
+        HFSpeechEncoder(
+            str(folder),
+            str(tmp_path / "save"),
+            config_overrides={"layerdrop": 0.2},
+        )
+    assert str(folder) in str(error.value)
 
 
 def test_unknown_config_override_names_the_key_and_the_source(
