@@ -259,7 +259,7 @@ def cli_classify(model, *arguments, run=cli_in_this_process):
 
 # The demo recipe run of the tests that use a trained model: with modality
 # dropout, so that its test without text means something.
-DEMO_RUN = [*TINY, "--modality_dropout=0.3"]
+DEMO_RUN = [*TINY, "--modality_dropout=0.3", "--test_without=[text]"]
 
 
 def train_demo_recipe(corpus, output, *overrides):
