@@ -20,7 +20,7 @@ Authors
 import dataclasses
 import functools
 import gc
-import inspect
+import unittest.mock
 
 import speechbrain as sb
 import torch
@@ -91,9 +91,23 @@ def _probe_batch_sampler_epochs():
 
 
 def _probe_cpu_ddp_batchnorm():
-    """Does ``Brain._wrap_distributed`` skip SyncBatchNorm on CPU?"""
-    source = inspect.getsource(sb.Brain._wrap_distributed)
-    return "convert_sync_batchnorm" in source and '"cpu"' in source
+    """Does ``Brain._wrap_distributed`` leave BatchNorm alone on CPU?
+
+    Runs the method on a BatchNorm module with DDP replaced by the identity
+    (no process group needed) and looks at what comes back.
+    """
+    probe = object.__new__(sb.Brain)
+    probe.distributed_launch = True
+    probe.data_parallel_backend = False
+    probe.distributed_backend = "gloo"
+    probe.device = "cpu"
+    probe.find_unused_parameters = False
+    probe.modules = torch.nn.ModuleDict({"probe": torch.nn.BatchNorm1d(1)})
+    with unittest.mock.patch.object(
+        sb.core, "DDP", lambda module, **options: module
+    ):
+        probe._wrap_distributed()
+    return not isinstance(probe.modules["probe"], torch.nn.SyncBatchNorm)
 
 
 def _probe_shard_evaluation():
