@@ -63,15 +63,15 @@ PHASES = [
     ),
     (
         "optimizer set-up (its first use loads torch's compiler)",
-        [("speechbrain_turbo/brain_workarounds.py", "init_optimizers")],
+        [("speechbrain_turbo/optimizers.py", "init_optimizers")],
     ),
     ("validation", [("speechbrain/core.py", "_fit_valid")]),
     ("test, both passes", [("speechbrain/core.py", "evaluate")]),
     (
         "plots (training curves, confusion matrices)",
         [
-            ("speechbrain_turbo/metrics.py", "plot_training_curves"),
-            ("speechbrain_turbo/metrics.py", "write_confusion_matrix"),
+            ("speechbrain_turbo/reports.py", "plot_training_curves"),
+            ("speechbrain_turbo/reports.py", "write_confusion_matrix"),
         ],
     ),
     (

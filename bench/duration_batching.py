@@ -208,7 +208,7 @@ def equal_step_budget(durations, steps, seed):
     """
     from speechbrain.dataio.dataset import DynamicItemDataset
 
-    from speechbrain_turbo.recipe import train_loader_options
+    from speechbrain_turbo.batching import train_loader_options
 
     dataset = DynamicItemDataset(
         {f"u{i}": {"duration": float(d)} for i, d in enumerate(durations)}

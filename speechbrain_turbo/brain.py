@@ -41,18 +41,18 @@ from speechbrain.utils.logger import get_logger
 from speechbrain_turbo.brain_workarounds import SpeechBrainWorkarounds
 from speechbrain_turbo.dataio import transcript_group_ids
 from speechbrain_turbo.losses import share_of_global_batch, symmetric_kl
-from speechbrain_turbo.metrics import (
-    StageReports,
-    alignment,
-    contrastive_diagnostics,
-)
+from speechbrain_turbo.metrics import alignment, contrastive_diagnostics
+from speechbrain_turbo.optimizers import EncoderOptimizers
+from speechbrain_turbo.reports import StageReports
 
 logger = get_logger(__name__)
 
 TWIN_PASS_MODES = (True, False, "sequential")
 
 
-class TurboBrain(SpeechBrainWorkarounds, StageReports, sb.Brain):
+class TurboBrain(
+    SpeechBrainWorkarounds, EncoderOptimizers, StageReports, sb.Brain
+):
     """Brain for Turbo: twin pass in training, one pass in evaluation.
 
     The loss is ``(CE(view 1) + CE(view 2)) / 2 + turbo_weight * Turbo``.

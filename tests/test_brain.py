@@ -723,7 +723,7 @@ def test_brain_draws_new_duration_sized_batches_every_epoch():
     """SpeechBrain alone would repeat epoch 0's batches in one process."""
     from test_recipe_steps import duration_dataset, duration_hparams
 
-    from speechbrain_turbo.recipe import train_loader_options
+    from speechbrain_turbo.batching import train_loader_options
 
     durations = [0.5 + 0.1 * i for i in range(30)]
     dataset = duration_dataset(durations)
@@ -756,15 +756,15 @@ def test_training_curves_are_drawn_after_the_first_and_last_epoch(
 ):
     from types import SimpleNamespace
 
-    from speechbrain_turbo import metrics
+    from speechbrain_turbo import reports as reports_module
 
     drawn = []
     monkeypatch.setattr(
-        metrics,
+        reports_module,
         "plot_training_curves",
         lambda history, path: drawn.append(len(history)),
     )
-    reports = metrics.StageReports()
+    reports = reports_module.StageReports()
     reports.hparams = SimpleNamespace(
         output_folder=str(tmp_path),
         epoch_counter=SimpleNamespace(limit=5),
@@ -777,7 +777,7 @@ def test_training_curves_are_drawn_after_the_first_and_last_epoch(
     lines = (tmp_path / "history.jsonl").read_text().splitlines()
     assert len(lines) == 5  # the history itself is written every epoch
 
-    monkeypatch.setattr(metrics, "CURVES_INTERVAL_S", 0.0)
+    monkeypatch.setattr(reports_module, "CURVES_INTERVAL_S", 0.0)
     drawn.clear()
     reports._record_history(6, {"UA": 0.5})
     assert drawn == [6]

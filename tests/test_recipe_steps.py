@@ -1,12 +1,11 @@
-"""The shared recipe steps (speechbrain_turbo.recipe)."""
+"""The shared recipe steps (speechbrain_turbo.recipe) and the training
+batches (speechbrain_turbo.batching)."""
 
 import speechbrain as sb
 import torch
 
-from speechbrain_turbo.recipe import (
-    command_line_checkpoint_interval,
-    train_loader_options,
-)
+from speechbrain_turbo.batching import train_loader_options
+from speechbrain_turbo.recipe import command_line_checkpoint_interval
 
 
 def test_command_line_checkpoint_interval_replaces_the_files_other_kind(
