@@ -225,64 +225,27 @@ class TurboLoss(torch.nn.Module):
                 name: [F.normalize(v.float(), dim=-1) for v in pair]
                 for name, pair in views.items()
             }
-            first = unit[next(iter(unit))][0]
+            first = next(iter(unit.values()))[0]
             rows = first.shape[0]
             if not (self.label_aware or self.label_positives):
                 labels = None
-            labels, groups = (
-                None if key is None else key.reshape(-1).to(first.device)
-                for key in (labels, groups)
+            columns, offset, share, labels, groups = self._columns(
+                unit, rows, labels, groups
             )
-            for key in (labels, groups):
-                if key is not None and key.numel() != rows:
-                    raise ValueError(
-                        f"TurboLoss got {key.numel()} labels/groups for a "
-                        f"batch of {rows} rows: pass one per row of each view"
-                    )
-            # This process's share of the global rows (1 without DDP).
-            share = 1.0
-            if self._gathering():
-                # Columns: every process's rows; this process's rows start
-                # at offset in the gathered order.
-                sizes = _gather_sizes(rows, first.device)
-                rank = torch.distributed.get_rank()
-                offset = sum(sizes[:rank])
-                share = rows * len(sizes) / sum(sizes)
-                columns = {
-                    name: [_gather_with_grad(v, sizes) for v in pair]
-                    for name, pair in unit.items()
-                }
-                labels, groups = _gather(labels, sizes), _gather(groups, sizes)
-            else:
-                offset, columns = 0, unit
-            targets = torch.arange(rows, device=first.device) + offset
-            positives = None
-            if self.label_positives and labels is not None:
-                positives = labels[offset : offset + rows, None] == labels
-                masked = self._masked_negatives(rows, offset, None, groups)
-                if masked is not None:
-                    masked = masked & ~positives
-            else:
-                masked = self._masked_negatives(rows, offset, labels, groups)
-
-            def direction(x, y_all):
-                """l(x -> y): each row of x against every column of y."""
-                logits = scale * (x @ y_all.T)
-                if masked is not None:
-                    logits = logits.masked_fill(masked, float("-inf"))
-                if positives is None:
-                    return F.cross_entropy(logits, targets)
-                log_p = logits.log_softmax(dim=-1).masked_fill(~positives, 0)
-                return -(log_p.sum(dim=-1) / positives.sum(dim=-1)).mean()
+            targets = self._targets(rows, offset, labels, groups, first.device)
 
             def term(m, i, n, j, both_ways):
                 """t(view i of modality m, view j of modality n)."""
-                forward = direction(unit[m][i], columns[n][j])
+                there = self._direction(
+                    scale * (unit[m][i] @ columns[n][j].T), targets
+                )
                 if not both_ways:
-                    return forward
-                return (forward + direction(unit[n][j], columns[m][i])) / 2
+                    return there
+                back = self._direction(
+                    scale * (unit[n][j] @ columns[m][i].T), targets
+                )
+                return (there + back) / 2
 
-            reduce = torch.mean if self.reduction == "mean" else torch.sum
             in_terms = [term(m, 0, m, 1, self.symmetric is True) for m in unit]
             cross_terms = [
                 term(m, i, n, j, bool(self.symmetric))
@@ -290,17 +253,14 @@ class TurboLoss(torch.nn.Module):
                 for i in (0, 1)
                 for j in (0, 1)
             ]
-            in_modal = share * reduce(torch.stack(in_terms))
+            in_modal = share * self._reduce(in_terms)
             if cross_terms:
-                cross_modal = share * reduce(torch.stack(cross_terms))
+                cross_modal = share * self._reduce(cross_terms)
             else:
                 cross_modal = in_modal.new_zeros(())
-        loss = (
-            self.in_modal_weight * in_modal
-            + self.cross_modal_weight * cross_modal
-        )
         return {
-            "loss": loss,
+            "loss": self.in_modal_weight * in_modal
+            + self.cross_modal_weight * cross_modal,
             "in_modal": in_modal,
             "cross_modal": cross_modal,
             "inverse_temperature": scale.detach(),
@@ -310,6 +270,84 @@ class TurboLoss(torch.nn.Module):
                 for m, t in zip(unit, in_terms)
             },
         }
+
+    def _columns(self, unit, rows, labels, groups):
+        """The columns each row is scored against: this process's views,
+        or every process's under DDP.
+
+        Returns
+        -------
+        tuple
+            ``(columns, offset, share, labels, groups)``: the column views
+            per modality, where this process's rows start among them, its
+            share of the global rows (1 without DDP) and the labels and
+            groups of every column (None where not given).
+        """
+        device = unit[next(iter(unit))][0].device
+        labels, groups = (
+            None if key is None else key.reshape(-1).to(device)
+            for key in (labels, groups)
+        )
+        for key in (labels, groups):
+            if key is not None and key.numel() != rows:
+                raise ValueError(
+                    f"TurboLoss got {key.numel()} labels/groups for a "
+                    f"batch of {rows} rows: pass one per row of each view"
+                )
+        if not self._gathering():
+            return unit, 0, 1.0, labels, groups
+        sizes = _gather_sizes(rows, device)
+        offset = sum(sizes[: torch.distributed.get_rank()])
+        columns = {
+            name: [_gather_with_grad(v, sizes) for v in pair]
+            for name, pair in unit.items()
+        }
+        return (
+            columns,
+            offset,
+            rows * len(sizes) / sum(sizes),
+            _gather(labels, sizes),
+            _gather(groups, sizes),
+        )
+
+    def _targets(self, rows, offset, labels, groups, device):
+        """Which columns of each row are its positives and which are left
+        out of its denominator.
+
+        Returns
+        -------
+        dict
+            ``index``: the column of each row's own other view;
+            ``positives``: a boolean ``[rows, columns]`` mask of the
+            same-label columns (``label_positives``), else None;
+            ``excluded``: a boolean mask of the columns left out, or None.
+        """
+        positives = None
+        if self.label_positives and labels is not None:
+            positives = labels[offset : offset + rows, None] == labels
+            excluded = self._masked_negatives(rows, offset, None, groups)
+            if excluded is not None:
+                excluded = excluded & ~positives
+        else:
+            excluded = self._masked_negatives(rows, offset, labels, groups)
+        index = torch.arange(rows, device=device) + offset
+        return {"index": index, "positives": positives, "excluded": excluded}
+
+    @staticmethod
+    def _direction(logits, targets):
+        """``l(x -> y)`` from the ``[rows, columns]`` logits of x against y."""
+        if targets["excluded"] is not None:
+            logits = logits.masked_fill(targets["excluded"], float("-inf"))
+        positives = targets["positives"]
+        if positives is None:
+            return F.cross_entropy(logits, targets["index"])
+        log_p = logits.log_softmax(dim=-1).masked_fill(~positives, 0)
+        return -(log_p.sum(dim=-1) / positives.sum(dim=-1)).mean()
+
+    def _reduce(self, terms):
+        """The mean or the sum (``reduction``) of ``terms``."""
+        stacked = torch.stack(terms)
+        return stacked.mean() if self.reduction == "mean" else stacked.sum()
 
     def _gathering(self):
         """Whether negatives come from every process of the group."""
