@@ -16,11 +16,12 @@
 #             to bench/measurements now (the other stages do it at their end)
 # The pilot stages are ranked on mean validation UA (results/.../summary.md);
 # their test scores are written, not read to choose. Re-running skips
-# finished runs (kept under ROOT, default RECIPE/results/turbo_comparison:
-# point it outside the checkout to keep runs across clones); one CPU thread per run, JOBS runs at a time per
-# configuration; CONCURRENT=1 runs a stage's configurations side by side,
-# one run each at a time (seed by seed, fold by fold, so that a stage
-# stopped early has the same runs of every configuration). From the repository root, after
+# finished runs: those under ROOT (default RECIPE/results/turbo_comparison;
+# point it outside the checkout to keep runs across clones) and those whose
+# small files are in bench/measurements. One CPU thread per run, JOBS runs
+# at a time per configuration; CONCURRENT=1 runs a stage's configurations
+# side by side, each seed by seed, fold by fold. From the repository root,
+# after
 # python bench/pretrained_folders.py:
 #   FINETUNE="--audio_layer_weighted_sum=True ..." TURBO="..." \
 #     PROBE=bench/measurements/whisper_tiny_emodb/whisper_probe.json \
@@ -64,6 +65,12 @@ if [[ $stage == keep ]]; then
         keep_small_files "$done_stage" "$(dirname "$kept")/$(basename "$done_stage")"
     done
     exit 0
+fi
+# Runs finished earlier and kept in bench/measurements are not run again,
+# even where ROOT was lost (a run is finished when it has test_metrics.json).
+if [[ -d $kept ]]; then
+    mkdir -p "$root"
+    cp -rn "$kept/." "$root/"
 fi
 read -r -a finetune <<<"${FINETUNE:-}"
 read -r -a turbo <<<"${TURBO:-}"
