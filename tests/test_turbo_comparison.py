@@ -1,0 +1,96 @@
+"""bench/turbo_comparison.sh: which runs it starts, which it skips, and
+which files it keeps, with a stand-in for the recipe's cross_validate.py."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+SCRIPT = os.path.join(
+    os.path.dirname(__file__), "..", "bench", "turbo_comparison.sh"
+)
+
+STAND_IN = os.path.join(
+    os.path.dirname(__file__), "stand_ins", "cross_validate.py"
+)
+
+
+@pytest.fixture
+def fake_recipe(tmp_path):
+    recipe = tmp_path / "Fake" / "turbo"
+    recipe.mkdir(parents=True)
+    shutil.copy(STAND_IN, recipe / "cross_validate.py")
+    return recipe
+
+
+def compare(tmp_path, recipe, stage, **env):
+    """Runs the script from ``tmp_path`` (its bench/measurements goes
+    there) and returns the stand-in's log lines."""
+    log = tmp_path / "calls.jsonl"
+    log.unlink(missing_ok=True)
+    bin_dir = os.path.dirname(sys.executable)
+    result = subprocess.run(
+        ["bash", os.path.abspath(SCRIPT), str(recipe), stage, "/data"],
+        cwd=tmp_path,
+        env={
+            **os.environ,
+            "PATH": f"{bin_dir}:{os.environ['PATH']}",
+            "FAKE_LOG": str(log),
+            "ROOT": str(tmp_path / "runs"),
+            **env,
+        },
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    if not log.exists():
+        return []
+    return [json.loads(line) for line in log.read_text().splitlines()]
+
+
+def test_only_and_folds_choose_the_runs_and_finished_runs_are_kept(
+    tmp_path, fake_recipe
+):
+    calls = compare(
+        tmp_path,
+        fake_recipe,
+        "turbo",
+        ONLY="turbo_t0.05_w1",
+        FOLDS="2 3",
+    )
+    assert [(c[0], c[1], c[2], c[3]) for c in calls] == [
+        ("turbo_t0.05_w1", "2", "1", "run"),
+        ("turbo_t0.05_w1", "3", "1", "run"),
+    ]
+    assert "--temperature=0.05" in calls[0][4]
+    assert "--data_folder=/data" in calls[0][4]
+
+    kept = tmp_path / "bench/measurements/turbo_comparison/Fake/turbo"
+    run = kept / "turbo_t0.05_w1" / "fold2_seed1"
+    assert sorted(os.listdir(run)) == ["test_metrics.json", "train_log.txt"]
+    assert (kept / "turbo_t0.05_w1" / "results.csv").exists()
+    assert (kept / "summary.md").exists()
+
+    # The runs folder is lost: the kept runs are not trained again.
+    subprocess.run(["rm", "-r", str(tmp_path / "runs")], check=True)
+    calls = compare(
+        tmp_path, fake_recipe, "turbo", ONLY="turbo_t0.05_w1", FOLDS="2 3 4"
+    )
+    assert [c[3] for c in calls] == ["skip", "skip", "run"]
+
+
+def test_keep_copies_finished_runs_only(tmp_path, fake_recipe):
+    compare(tmp_path, fake_recipe, "turbo", ONLY="rdrop_w1", FOLDS="1")
+    unfinished = tmp_path / "runs" / "turbo" / "rdrop_w1" / "fold2_seed1"
+    unfinished.mkdir()
+    (unfinished / "train_log.txt").write_text("epoch: 1\n")
+    (tmp_path / "bench").rename(tmp_path / "bench_before")
+
+    assert compare(tmp_path, fake_recipe, "keep") == []
+    kept = tmp_path / "bench/measurements/turbo_comparison/Fake/turbo"
+    assert (kept / "rdrop_w1" / "fold1_seed1" / "test_metrics.json").exists()
+    assert not (kept / "rdrop_w1" / "fold2_seed1").exists()
