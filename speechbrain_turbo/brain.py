@@ -42,7 +42,7 @@ from speechbrain_turbo.brain_workarounds import SpeechBrainWorkarounds
 from speechbrain_turbo.dataio import transcript_group_ids
 from speechbrain_turbo.losses import share_of_global_batch, symmetric_kl
 from speechbrain_turbo.metrics import alignment, contrastive_diagnostics
-from speechbrain_turbo.optimizers import EncoderOptimizers
+from speechbrain_turbo.optimizers import EncoderOptimizers, encoder_parameters
 from speechbrain_turbo.reports import StageReports
 
 logger = get_logger(__name__)
@@ -378,13 +378,7 @@ class TurboBrain(
         on the trainable parameters of the ``*_encoder`` modules (two extra
         backward passes; the training step's own gradients are untouched).
         """
-        params = [
-            param
-            for name, module in self.modules.items()
-            if name.endswith("_encoder")
-            for param in module.parameters()
-            if param.requires_grad
-        ]
+        params = encoder_parameters(self.modules)
         if not params:
             return float("nan")
         norms = []

@@ -14,6 +14,53 @@ from speechbrain.utils.logger import get_logger
 logger = get_logger(__name__)
 
 
+def encoder_parameters(modules, pretrained=False):
+    """The trainable parameters of the ``*_encoder`` modules.
+
+    Arguments
+    ---------
+    modules : torch.nn.ModuleDict
+        A Brain's modules.
+    pretrained : bool
+        Leave out the new parts inside the encoders (a submodule marked
+        ``trained_at_head_lr``, e.g. a learned weighted sum of layers).
+
+    Returns
+    -------
+    list of torch.nn.Parameter
+
+    Example
+    -------
+    >>> import torch
+    >>> modules = torch.nn.ModuleDict(
+    ...     {
+    ...         "audio_encoder": torch.nn.Linear(2, 2),
+    ...         "head": torch.nn.Linear(2, 1),
+    ...     }
+    ... )
+    >>> [tuple(p.shape) for p in encoder_parameters(modules)]
+    [(2, 2), (2,)]
+    """
+    params = []
+    for name, module in modules.items():
+        if not name.endswith("_encoder"):
+            continue
+        new = set()
+        if pretrained:
+            new = {
+                id(param)
+                for part in module.modules()
+                if getattr(part, "trained_at_head_lr", False)
+                for param in part.parameters()
+            }
+        params += [
+            param
+            for param in module.parameters()
+            if param.requires_grad and id(param) not in new
+        ]
+    return params
+
+
 class EncoderOptimizers:
     """Mixin for a ``speechbrain.Brain`` subclass: one optimizer, or two
     with ``encoder_opt_class`` in the hparams (see :meth:`init_optimizers`).
@@ -57,20 +104,7 @@ class EncoderOptimizers:
         encoder_opt_class = getattr(self.hparams, "encoder_opt_class", None)
         encoder_params = []
         if encoder_opt_class is not None:
-            for name, module in self.modules.items():
-                if not name.endswith("_encoder"):
-                    continue
-                new = {
-                    id(param)
-                    for part in module.modules()
-                    if getattr(part, "trained_at_head_lr", False)
-                    for param in part.parameters()
-                }
-                encoder_params += [
-                    param
-                    for param in module.parameters()
-                    if param.requires_grad and id(param) not in new
-                ]
+            encoder_params = encoder_parameters(self.modules, pretrained=True)
         in_encoders = {id(param) for param in encoder_params}
         head_params = [
             param
