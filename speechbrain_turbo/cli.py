@@ -193,7 +193,7 @@ def _manifest_rows(manifest):
             problem = f"duplicate ID (first at line {first_line[item_id]})"
         first_line.setdefault(item_id, line)
         if problem is not None:
-            rejects.append({"line": line, "ID": item_id, "why": problem})
+            rejects.append({"line": line, "ID": item_id, "why": str(problem)})
             continue
         row["wav"] = os.path.join(folder, os.path.expanduser(row["wav"]))
         rows.append((line, row))

@@ -15,6 +15,7 @@ import hashlib
 import json
 import os
 import re
+import typing
 from fractions import Fraction
 
 import speechbrain as sb
@@ -40,8 +41,26 @@ MAX_RESAMPLING_TERM = 1000
 MANIFEST_COLUMNS = ("ID", "wav", "text", "label")
 # A manifest cell longer than this is a bad entry (csv's own default limit).
 MAX_CELL_CHARACTERS = 131072
-UNCLOSED_QUOTE = "a quote opened in line"
-NOT_UTF8 = "the line is not valid UTF-8"
+
+
+class RowProblem(typing.NamedTuple):
+    """What is wrong with the form of a manifest row (:func:`read_csv_rows`).
+
+    ``kind`` is ``"not_utf8"``, ``"unclosed_quote"`` or ``"long_cell"``;
+    ``str()`` gives ``"reason; fix"``.
+
+    Example
+    -------
+    >>> str(RowProblem("long_cell", "a long cell", "shorten it"))
+    'a long cell; shorten it'
+    """
+
+    kind: str
+    reason: str
+    fix: str
+
+    def __str__(self):
+        return f"{self.reason}; {self.fix}"
 
 
 def normalize_transcript(text):
@@ -282,12 +301,13 @@ def read_manifest(path, data_root=""):
     entries = []
     for first, end, row, problem in rows:
         lines = f"line {first}" if end == first else f"lines {first}-{end}"
-        if problem is not None and problem.startswith(UNCLOSED_QUOTE):
+        kind = None if problem is None else problem.kind
+        if kind == "unclosed_quote":
             # The rows it swallowed cannot be counted, let alone used.
             raise InputError(f"{path} {lines}: {problem}")
         entry = {k: v for k, v in row.items() if k is not None}
         entry["wav"] = (entry["wav"] or "").replace("$data_root", data_root)
-        if problem is not None and problem.startswith(NOT_UTF8):
+        if kind == "not_utf8":
             entry["_not_utf8"] = True
         elif problem is not None:
             entry["_row_problem"] = problem
@@ -317,7 +337,7 @@ def read_csv_rows(path):
         The column names.
     rows : list of (int, int, dict, str or None)
         The row's first and last line, the row as ``csv.DictReader`` gives
-        it, and its problem (``"reason; what to do"``) or None.
+        it, and its :class:`RowProblem` or None.
 
     Example
     -------
@@ -326,8 +346,8 @@ def read_csv_rows(path):
     >>> with open(path, "w") as f:
     ...     _ = f.write('ID,wav\na,"a.wav\nb,b.wav\n')
     >>> header, rows = read_csv_rows(path)
-    >>> rows[0][:2], rows[0][3][:36]
-    ((2, 3), 'a quote opened in line 2 is not clos')
+    >>> rows[0][:2], rows[0][3].kind
+    ((2, 3), 'unclosed_quote')
     """
     lines, not_utf8 = decode_csv_lines(path)
     limit = csv.field_size_limit()
@@ -350,18 +370,26 @@ def read_csv_rows(path):
             cells += row.get(None) or []
             problem = None
             if any(n in not_utf8 for n in range(first, end + 1)):
-                problem = f"{NOT_UTF8}; save the manifest as UTF-8"
+                problem = RowProblem(
+                    "not_utf8",
+                    "the line is not valid UTF-8",
+                    "save the manifest as UTF-8",
+                )
             elif end > first and any("\n" in c or "\r" in c for c in cells):
-                problem = (
-                    f"{UNCLOSED_QUOTE} {first} is not closed before line "
-                    f"{end}, which merges {end - first + 1} lines into one "
-                    "row; close the quote"
+                problem = RowProblem(
+                    "unclosed_quote",
+                    f"a quote opened in line {first} is not closed before "
+                    f"line {end}, which merges {end - first + 1} lines into "
+                    "one row",
+                    "close the quote",
                 )
             elif any(len(c) > MAX_CELL_CHARACTERS for c in cells):
                 longest = max(len(c) for c in cells)
-                problem = (
+                problem = RowProblem(
+                    "long_cell",
                     f"a cell of {longest:,} characters, more than "
-                    f"{MAX_CELL_CHARACTERS:,}; shorten it"
+                    f"{MAX_CELL_CHARACTERS:,}",
+                    "shorten it",
                 )
             rows.append((first, end, row, problem))
     finally:

@@ -360,8 +360,8 @@ class InputScreen:
                 "give every utterance its own id",
             )
         if entry.get("_row_problem"):
-            reason, fix = entry["_row_problem"].rsplit("; ", 1)
-            return ("row", reason, fix)
+            problem = entry["_row_problem"]
+            return ("row", problem.reason, problem.fix)
         if entry.get("_not_utf8"):
             return (
                 "text",
