@@ -3,6 +3,7 @@
 # ("Does Turbo help?"), for a recipe with hparams/pretrained.yaml and a
 # cross_validate.py (recipes/EmoDB/turbo, recipes/MUStARD/turbo). Stages:
 #   finetune  how to fine-tune (cross-entropy), every fold once (seed 1)
+#             (ENCODERS=base: how many of Whisper base's layers to keep)
 #   turbo     Turbo's variants on the fine-tuning chosen (FINETUNE), every
 #             fold once (seed 1)
 #   arms      the four arms (baseline, two views with cross-entropy only,
@@ -37,15 +38,32 @@ corpus=$(basename "$(dirname "$(realpath "$recipe")")")
 # Optional: bench/whisper_probe.py's report, for "baseline - frozen probe".
 probe=()
 [[ -n ${PROBE:-} ]] && probe=(--probe "$(realpath "$PROBE")")
-kept=$(pwd)/bench/measurements/turbo_comparison/$corpus/$stage
+# ENCODERS=base: Whisper base and all-mpnet-base-v2 (its first 6 layers
+# frozen) instead of Whisper tiny.en and all-MiniLM-L6-v2; the stages' runs
+# and files then go to STAGE-base.
+case ${ENCODERS:-tiny} in
+tiny)
+    hubs=(--audio_hub="$pretrained/whisper-tiny.en"
+        --text_hub="$pretrained/all-MiniLM-L6-v2")
+    suffix=""
+    ;;
+base)
+    hubs=(--audio_hub="$pretrained/whisper-base"
+        --text_hub="$pretrained/all-mpnet-base-v2" --text_frozen_layers=6)
+    suffix=-base
+    ;;
+*)
+    echo "ENCODERS must be tiny or base" >&2
+    exit 2
+    ;;
+esac
+where=$stage
+[[ $stage == cross_modal_only ]] && where=arms
+kept=$(pwd)/bench/measurements/turbo_comparison/$corpus/$where$suffix
 runs=${ROOT:+$(realpath -m "$ROOT")}
 cd "$recipe"
 runs=${runs:-$(realpath -m results/turbo_comparison)}
-root=$runs/$stage
-if [[ $stage == cross_modal_only ]]; then
-    root=$runs/arms
-    kept=$(dirname "$kept")/arms
-fi
+root=$runs/$where$suffix
 # The small files of every finished run (history, test metrics, predictions
 # per utterance, run record) and the tables, for bench/measurements.
 keep_small_files() {
@@ -74,8 +92,10 @@ if [[ -d $kept ]]; then
 fi
 read -r -a finetune <<<"${FINETUNE:-}"
 read -r -a turbo <<<"${TURBO:-}"
-seeds=(1)
-[[ $stage == arms ]] && seeds=(1 2 3 4 5)
+# SEEDS="1 2": other seeds (default: 1-5 for the arms, 1 for the rest).
+default_seeds=1
+[[ $stage == arms ]] && default_seeds="1 2 3 4 5"
+read -r -a seeds <<<"${SEEDS:-$default_seeds}"
 sweep() {
     local name=$1
     shift
@@ -86,8 +106,7 @@ sweep() {
         python cross_validate.py hparams/pretrained.yaml --name "$name"
         --jobs "$jobs" --folds ${FOLDS:-1 2 3 4 5} --seeds "${seeds[@]}"
         --output_root "$root" --delete_checkpoints --
-        --data_folder="$data" --audio_hub="$pretrained/whisper-tiny.en"
-        --text_hub="$pretrained/all-MiniLM-L6-v2" "$@"
+        --data_folder="$data" "${hubs[@]}" "$@"
     )
     if [[ ${CONCURRENT:-0} == 1 ]]; then
         "${command[@]}" &
@@ -98,12 +117,22 @@ sweep() {
 ce=(--turbo_weight=0 --twin_pass=False)
 case $stage in
 finetune)
-    sweep last_layer "${ce[@]}" --audio_layer_weighted_sum=False \
-        --audio_num_layers=2
-    sweep layer_sum4 "${ce[@]}" --audio_layer_weighted_sum=True \
-        --audio_num_layers=4
-    sweep layer_sum4_lr1e-4 "${ce[@]}" --audio_layer_weighted_sum=True \
-        --audio_num_layers=4 --encoder_lr=0.0001 --encoder_lr_final=0.00001
+    if [[ $suffix == -base ]]; then
+        # Whisper base: its first 3 of 6 layers (the frozen probe's best
+        # layers are 2 and 3), or all 6 with the first 3 frozen.
+        sweep layers3 "${ce[@]}" --audio_layer_weighted_sum=True \
+            --audio_num_layers=3
+        sweep layers6_frozen3 "${ce[@]}" --audio_layer_weighted_sum=True \
+            --audio_num_layers=6 --audio_frozen_layers=3
+    else
+        sweep last_layer "${ce[@]}" --audio_layer_weighted_sum=False \
+            --audio_num_layers=2
+        sweep layer_sum4 "${ce[@]}" --audio_layer_weighted_sum=True \
+            --audio_num_layers=4
+        sweep layer_sum4_lr1e-4 "${ce[@]}" --audio_layer_weighted_sum=True \
+            --audio_num_layers=4 --encoder_lr=0.0001 \
+            --encoder_lr_final=0.00001
+    fi
     ;;
 turbo)
     sweep turbo_t0.1_w0.1 "${finetune[@]}"
@@ -135,6 +164,8 @@ wait
 python -m speechbrain_turbo.cross_validate "$root"
 if [[ $stage == arms ]]; then
     for reference in baseline two_views_ce; do
+        # (ONLY may have left it out)
+        [[ -f $root/$reference/results.csv ]] || continue
         python -m speechbrain_turbo.comparison "$root" \
             --reference "$reference" --metric "${METRIC:-UA}" "${probe[@]}"
     done

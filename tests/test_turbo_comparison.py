@@ -33,7 +33,7 @@ def compare(tmp_path, recipe, stage, **env):
     log.unlink(missing_ok=True)
     bin_dir = os.path.dirname(sys.executable)
     result = subprocess.run(
-        ["bash", os.path.abspath(SCRIPT), str(recipe), stage, "/data"],
+        ["bash", os.path.abspath(SCRIPT), str(recipe), stage, "/data", "/p"],
         cwd=tmp_path,
         env={
             **os.environ,
@@ -94,3 +94,25 @@ def test_keep_copies_finished_runs_only(tmp_path, fake_recipe):
     kept = tmp_path / "bench/measurements/turbo_comparison/Fake/turbo"
     assert (kept / "rdrop_w1" / "fold1_seed1" / "test_metrics.json").exists()
     assert not (kept / "rdrop_w1" / "fold2_seed1").exists()
+
+
+def test_base_encoders_and_seeds(tmp_path, fake_recipe):
+    calls = compare(
+        tmp_path, fake_recipe, "finetune", ENCODERS="base", FOLDS="1"
+    )
+    assert [c[0] for c in calls] == ["layers3", "layers6_frozen3"]
+    overrides = calls[1][4]
+    assert "--audio_hub=/p/whisper-base" in overrides
+    assert "--text_hub=/p/all-mpnet-base-v2" in overrides
+    assert "--audio_frozen_layers=3" in overrides
+    kept = tmp_path / "bench/measurements/turbo_comparison/Fake"
+    assert (kept / "finetune-base" / "layers3" / "fold1_seed1").is_dir()
+
+    calls = compare(
+        tmp_path, fake_recipe, "arms", ONLY="baseline", FOLDS="1", SEEDS="2 3"
+    )
+    assert [(c[0], c[2]) for c in calls] == [
+        ("baseline", "2"),
+        ("baseline", "3"),
+    ]
+    assert "--audio_hub=/p/whisper-tiny.en" in calls[0][4]
