@@ -21,7 +21,7 @@ import json
 import os
 import statistics
 
-TERMS = ("in_modal_audio", "in_modal_text", "cross_modal")
+TERMS = ("in_modal_audio", "in_modal_text", "cross_modal", "consistency")
 
 
 def run_terms(run_folder):
