@@ -215,7 +215,16 @@ class TurboBrain(
         batch = batch.to(self.device)
         inputs = self._inputs(batch, stage)
         twin = stage == sb.Stage.TRAIN and bool(self.hparams.twin_pass)
-        embeddings = self._embed(inputs, twin)
+        # Each modality's pooled embedding: [2B, D] (the two dropout views,
+        # view-major) for the twin pass, else [B, D].
+        embeddings = {
+            m: self.modules[f"{m}_encoder"](
+                *data,
+                num_views=2 if twin else 1,
+                sequential=self.hparams.twin_pass == "sequential",
+            )
+            for m, data in inputs.items()
+        }
 
         fused = self.modules.fusion(embeddings)
         logits = self.modules.classifier(fused)
@@ -258,18 +267,6 @@ class TurboBrain(
                 )
             inputs["audio"] = (augmented, lengths)
         return inputs
-
-    def _embed(self, inputs, twin):
-        """Pooled embedding of each modality: ``[2B, D]`` (two dropout views,
-        view-major) for the twin pass, else ``[B, D]``.
-        """
-        sequential = self.hparams.twin_pass == "sequential"
-        return {
-            m: self.modules[f"{m}_encoder"](
-                *data, num_views=2 if twin else 1, sequential=sequential
-            )
-            for m, data in inputs.items()
-        }
 
     def compute_objectives(self, predictions, batch, stage):
         """Cross-entropy over all views plus the weighted Turbo term.
