@@ -59,6 +59,7 @@ base)
 esac
 where=$stage
 [[ $stage == cross_modal_only ]] && where=arms
+terms=$(dirname "$(realpath "$0")")/turbo_terms.py
 kept=$(pwd)/bench/measurements/turbo_comparison/$corpus/$where$suffix
 runs=${ROOT:+$(realpath -m "$ROOT")}
 cd "$recipe"
@@ -69,7 +70,7 @@ root=$runs/$where$suffix
 keep_small_files() {
     mkdir -p "$2"
     (cd "$1" && find . -maxdepth 2 -type f \( -name 'results.*' \
-        -o -name 'summary.md' -o -name 'comparison_*' \) \
+        -o -name 'summary.md' -o -name 'terms.md' -o -name 'comparison_*' \) \
         -exec cp --parents {} "$2" \; &&
         find . -name test_metrics.json -printf '%h\n' | while read -r run; do
             find "$run" -maxdepth 1 \( -name history.jsonl \
@@ -162,6 +163,7 @@ cross_modal_only)
 esac
 wait
 python -m speechbrain_turbo.cross_validate "$root"
+python "$terms" "$root" >"$root/terms.md"
 if [[ $stage == arms ]]; then
     for reference in baseline two_views_ce; do
         # (ONLY may have left it out)

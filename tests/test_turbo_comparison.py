@@ -71,9 +71,14 @@ def test_only_and_folds_choose_the_runs_and_finished_runs_are_kept(
 
     kept = tmp_path / "bench/measurements/turbo_comparison/Fake/turbo"
     run = kept / "turbo_t0.05_w1" / "fold2_seed1"
-    assert sorted(os.listdir(run)) == ["test_metrics.json", "train_log.txt"]
+    assert sorted(os.listdir(run)) == [
+        "history.jsonl",
+        "test_metrics.json",
+        "train_log.txt",
+    ]
     assert (kept / "turbo_t0.05_w1" / "results.csv").exists()
     assert (kept / "summary.md").exists()
+    assert "| turbo_t0.05_w1 | 2 |" in (kept / "terms.md").read_text()
 
     # The runs folder is lost: the kept runs are not trained again.
     subprocess.run(["rm", "-r", str(tmp_path / "runs")], check=True)

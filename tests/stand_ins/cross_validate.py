@@ -41,6 +41,10 @@ def main(args):
                     (os.path.join(checkpoint, "model.ckpt"), "x"),
                     (os.path.join(run, "train_log.txt"), "epoch: 1\n"),
                     (metrics, json.dumps({"UA": 0.5, "epoch": 1})),
+                    (
+                        os.path.join(run, "history.jsonl"),
+                        '{"epoch": 1, "train": {"cross_modal": 0.5}}\n',
+                    ),
                 ):
                     with open(path, "w", encoding="utf-8") as f:
                         f.write(text)
