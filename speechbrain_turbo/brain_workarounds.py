@@ -389,7 +389,6 @@ class SpeechBrainWorkarounds:
         torch.Tensor
             The detached loss (non-finite for a skipped step).
         """
-        self._count_padding(batch)
         self._fit_batch_ids = list(getattr(batch, "id", []))
         if speechbrain_has("nonfinite_skip"):
             return super().fit_batch(batch)

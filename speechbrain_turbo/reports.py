@@ -389,6 +389,19 @@ class StageReports:
             png_path,
         )
 
+    def on_fit_batch_start(self, batch, should_step):
+        """Counts the training batch's padding, then runs the Brain's hook.
+
+        Arguments
+        ---------
+        batch : PaddedBatch
+            The training batch.
+        should_step : bool
+            Whether the optimizers step after this batch.
+        """
+        self._count_padding(batch)
+        super().on_fit_batch_start(batch, should_step)
+
     def _count_padding(self, batch):
         """Adds a training batch's audio samples, and how many of them are
         padding, to the epoch's counts (``padding`` in the train stats).
