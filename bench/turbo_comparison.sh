@@ -176,6 +176,7 @@ keep_small_files "$root" "$kept"
 if [[ $stage == cross_modal_only ]]; then
     python - "$root" <<'PYTHON'
 import json
+import os
 import sys
 
 root = sys.argv[1]
@@ -184,6 +185,9 @@ for fold in range(1, 6):
     row = [f"{fold:4d}"]
     for name in ("turbo", "turbo_cross_modal_only"):
         path = f"{root}/{name}/fold{fold}_seed1/test_metrics.json"
+        if not os.path.exists(path):
+            row.append("not run yet")
+            continue
         with open(path) as f:
             metrics = json.load(f)
         valid = metrics["selected_on_valid"]["UA"]

@@ -121,3 +121,13 @@ def test_base_encoders_and_seeds(tmp_path, fake_recipe):
         ("baseline", "3"),
     ]
     assert "--audio_hub=/p/whisper-tiny.en" in calls[0][4]
+
+
+def test_cross_modal_only_runs_beside_the_arms(tmp_path, fake_recipe):
+    calls = compare(
+        tmp_path, fake_recipe, "cross_modal_only", TURBO="--temperature=0.2"
+    )
+    assert {c[0] for c in calls} == {"turbo_cross_modal_only"}
+    assert calls[0][4][-2:] == ["--temperature=0.2", "--in_modal_weight=0"]
+    kept = tmp_path / "bench/measurements/turbo_comparison/Fake/arms"
+    assert (kept / "turbo_cross_modal_only" / "fold5_seed1").is_dir()

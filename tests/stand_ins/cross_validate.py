@@ -40,7 +40,16 @@ def main(args):
                 for path, text in (
                     (os.path.join(checkpoint, "model.ckpt"), "x"),
                     (os.path.join(run, "train_log.txt"), "epoch: 1\n"),
-                    (metrics, json.dumps({"UA": 0.5, "epoch": 1})),
+                    (
+                        metrics,
+                        json.dumps(
+                            {
+                                "UA": 0.5,
+                                "epoch": 1,
+                                "selected_on_valid": {"UA": 0.6},
+                            }
+                        ),
+                    ),
                     (
                         os.path.join(run, "history.jsonl"),
                         '{"epoch": 1, "train": {"cross_modal": 0.5}}\n',
