@@ -103,7 +103,6 @@ def table(root):
         for name in os.listdir(root)
         if os.path.isdir(os.path.join(root, name))
     )
-    terms = []
     for name in names:
         runs = [
             run_terms(os.path.dirname(path))
@@ -116,12 +115,15 @@ def table(root):
         ]
         if runs:
             rows.append((name, runs))
-            terms += [t for t in TERMS if f"{t}_first" in runs[0]]
-    terms = [t for t in TERMS if t in terms]
+    # The terms any run logged (a configuration without one shows "-").
+    terms = [
+        t
+        for t in TERMS
+        if any(f"{t}_first" in run for _, runs in rows for run in runs)
+    ]
     header += [f"{t} (first → selected)" for t in terms]
     header += ["grad_ratio", "valid R@1 (chance)"]
     lines = ["| " + " | ".join(header) + " |", "|---" * len(header) + "|"]
-
     for name, runs in rows:
         cells = [name, str(len(runs)), f"{mean(runs, 'selected'):.1f}"]
         for term in terms:

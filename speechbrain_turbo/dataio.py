@@ -335,7 +335,7 @@ def read_csv_rows(path):
     -------
     header : list of str
         The column names.
-    rows : list of (int, int, dict, str or None)
+    rows : list of (int, int, dict, RowProblem or None)
         The row's first and last line, the row as ``csv.DictReader`` gives
         it, and its :class:`RowProblem` or None.
 

@@ -230,7 +230,7 @@ class TurboLoss(torch.nn.Module):
             if not (self.label_aware or self.label_positives):
                 labels = None
             columns, offset, share, labels, groups = self._columns(
-                unit, rows, labels, groups
+                unit, rows, labels, groups, first.device
             )
             targets = self._targets(rows, offset, labels, groups, first.device)
 
@@ -271,7 +271,7 @@ class TurboLoss(torch.nn.Module):
             },
         }
 
-    def _columns(self, unit, rows, labels, groups):
+    def _columns(self, unit, rows, labels, groups, device):
         """The columns each row is scored against: this process's views,
         or every process's under DDP.
 
@@ -283,7 +283,6 @@ class TurboLoss(torch.nn.Module):
             share of the global rows (1 without DDP) and the labels and
             groups of every column (None where not given).
         """
-        device = unit[next(iter(unit))][0].device
         labels, groups = (
             None if key is None else key.reshape(-1).to(device)
             for key in (labels, groups)

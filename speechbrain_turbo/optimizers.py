@@ -14,14 +14,14 @@ from speechbrain.utils.logger import get_logger
 logger = get_logger(__name__)
 
 
-def encoder_parameters(modules, pretrained=False):
+def encoder_parameters(modules, only_pretrained=False):
     """The trainable parameters of the ``*_encoder`` modules.
 
     Arguments
     ---------
     modules : torch.nn.ModuleDict
         A Brain's modules.
-    pretrained : bool
+    only_pretrained : bool
         Leave out the new parts inside the encoders (a submodule marked
         ``trained_at_head_lr``, e.g. a learned weighted sum of layers).
 
@@ -46,7 +46,7 @@ def encoder_parameters(modules, pretrained=False):
         if not name.endswith("_encoder"):
             continue
         new = set()
-        if pretrained:
+        if only_pretrained:
             new = {
                 id(param)
                 for part in module.modules()
@@ -104,7 +104,9 @@ class EncoderOptimizers:
         encoder_opt_class = getattr(self.hparams, "encoder_opt_class", None)
         encoder_params = []
         if encoder_opt_class is not None:
-            encoder_params = encoder_parameters(self.modules, pretrained=True)
+            encoder_params = encoder_parameters(
+                self.modules, only_pretrained=True
+            )
         in_encoders = {id(param) for param in encoder_params}
         head_params = [
             param
