@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Does Turbo help? The pilot and the powered comparison of docs/results.md
-# ("Does Turbo help?"), for a recipe with hparams/pretrained.yaml and a
-# cross_validate.py (recipes/EmoDB/turbo, recipes/MUStARD/turbo). Stages:
+# ("Does Turbo help?"), for a corpus whose experiments/common.sh prepares
+# its folds and runs the generic recipe's hparams/whisper.yaml over them
+# (recipes/EmoDB/turbo, recipes/MUStARD/turbo). Stages:
 #   finetune  how to fine-tune (cross-entropy), every fold once (seed 1)
 #             (ENCODERS=base: how many of Whisper base's layers to keep)
 #   turbo     Turbo's variants on the fine-tuning chosen (FINETUNE), every
@@ -64,6 +65,8 @@ kept=$(pwd)/bench/measurements/turbo_comparison/$corpus/$where$suffix
 runs=${ROOT:+$(realpath -m "$ROOT")}
 cd "$recipe"
 runs=${runs:-$(realpath -m results/turbo_comparison)}
+# The corpus' folds, and cross_validate with its values (uses $data).
+source experiments/common.sh
 root=$runs/$where$suffix
 # The small files of every finished run (history, test metrics, predictions
 # per utterance, run record) and the tables, for bench/measurements.
@@ -104,10 +107,9 @@ sweep() {
     # FOLDS="2 3": just these folds).
     [[ -z ${ONLY:-} || " $ONLY " == *" $name "* ]] || return 0
     local command=(
-        python cross_validate.py hparams/pretrained.yaml --name "$name"
+        cross_validate whisper.yaml --name "$name"
         --jobs "$jobs" --folds ${FOLDS:-1 2 3 4 5} --seeds "${seeds[@]}"
-        --output_root "$root" --delete_checkpoints --
-        --data_folder="$data" "${hubs[@]}" "$@"
+        --output_root "$root" --delete_checkpoints -- "${hubs[@]}" "$@"
     )
     if [[ ${CONCURRENT:-0} == 1 ]]; then
         "${command[@]}" &

@@ -5,7 +5,7 @@ batch's own length against 30-s windows, or with its lower layers frozen
 
 A batch of EmoDB-length clips (random speech-level noise: the cost does
 not depend on the content) goes through the audio branch of
-``recipes/EmoDB/turbo/hparams/pretrained.yaml`` as the twin pass sends it:
+``recipes/AudioText/turbo/hparams/whisper.yaml`` as the twin pass sends it:
 :class:`speechbrain_turbo.models.ModalityEncoder` over
 :class:`speechbrain_turbo.hf_encoders.HFWhisperEncoder` with two views,
 forward and backward. The two variants (own length and 30 s; or, with

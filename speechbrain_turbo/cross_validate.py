@@ -9,8 +9,10 @@ With ``--delete_checkpoints`` the checkpoints of each finished run are
 deleted (a fine-tuned pretrained model's take hundreds of MB a run; the
 metrics, predictions and logs stay).
 A recipe exposes it through a small ``cross_validate.py`` that names its
-``train.py`` and its fold key (``test_session`` for IEMOCAP, ``test_fold``
-for EmoDB).
+``train.py`` and, if the recipe prepares its own split, its fold key
+(``test_session`` for IEMOCAP); the generic recipe (recipes/AudioText)
+takes a folder of prepared folds instead (``--manifests``, written by a
+corpus preparation such as recipes/EmoDB/turbo/emodb_prepare.py).
 
 Example, Turbo and the baseline on the IEMOCAP demo corpus, test session 5,
 3 seeds (from recipes/IEMOCAP/turbo):
@@ -29,13 +31,14 @@ import fcntl
 import glob
 import json
 import os
+import shlex
 import shutil
 import statistics
 import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
 
-from speechbrain.utils.logger import get_logger
+from speechbrain.utils.logger import get_logger, setup_logging
 
 logger = get_logger(__name__)
 
@@ -46,10 +49,8 @@ COLUMNS = ("valid_UA", *METRICS, "UA_without_text", "cpu_minutes")
 
 def run_one(
     train_py,
-    fold_key,
     hparams_file,
     run_folder,
-    fold,
     seed,
     overrides,
     threads,
@@ -61,18 +62,15 @@ def run_one(
     ---------
     train_py : str
         The recipe's train.py (run from its folder).
-    fold_key : str
-        The hparams key of the test fold (e.g. ``test_session``).
     hparams_file : str
         The recipe's hparams file.
     run_folder : str
         Output folder of this run.
-    fold : int
-        The test fold.
     seed : int
         Random seed.
     overrides : list of str
-        Extra ``--key=value`` overrides for train.py.
+        ``--key=value`` overrides for train.py, those choosing the fold
+        included (see :func:`fold_overrides`).
     threads : int
         CPU threads of the run (OMP_NUM_THREADS).
     delete_checkpoints : bool
@@ -102,7 +100,6 @@ def run_one(
             train_py,
             hparams_file,
             f"--seed={seed}",
-            f"--{fold_key}={fold}",
             f"--output_folder={run_folder}",
             *overrides,
         ]
@@ -120,9 +117,7 @@ def run_one(
                         stderr=log,
                     )
                 if done.returncode != 0:
-                    logger.error(
-                        "Failed: fold %s, seed %s: see %s", fold, seed, log_path
-                    )
+                    logger.error("Failed: see %s", log_path)
                     return None
     if delete_checkpoints:
         _delete_checkpoints(run_folder)
@@ -240,15 +235,82 @@ def write_tables(rows, summary, folder, command):
     return text
 
 
-def main(train_py, fold_key, argv=None):
+def fold_overrides(fold, fold_key=None, manifests=None):
+    """The train.py overrides that choose one test fold.
+
+    Arguments
+    ---------
+    fold : int
+        The test fold.
+    fold_key : str, optional
+        The hparams key of the test fold, for a recipe that prepares its
+        own split (``test_session`` for IEMOCAP).
+    manifests : str, optional
+        Otherwise, a folder of prepared folds: ``fold<k>/train.csv``,
+        ``valid.csv`` and ``test.csv`` for each fold ``k`` (as the corpus
+        preparations under recipes/ write them).
+
+    Returns
+    -------
+    list of str
+
+    Example
+    -------
+    >>> fold_overrides(5, fold_key="test_session")
+    ['--test_session=5']
+    >>> fold_overrides(2, manifests="/folds")  # doctest: +NORMALIZE_WHITESPACE
+    ['--train_csv=/folds/fold2/train.csv', '--valid_csv=/folds/fold2/valid.csv',
+     '--test_csv=/folds/fold2/test.csv']
+    """
+    if fold_key is not None:
+        return [f"--{fold_key}={fold}"]
+    folder = os.path.join(manifests, f"fold{fold}")
+    return [
+        f"--{split}_csv={os.path.join(folder, f'{split}.csv')}"
+        for split in ("train", "valid", "test")
+    ]
+
+
+def later_overrides_win(overrides):
+    """Keeps the last ``--key=value`` of each key, in first-seen order.
+
+    SpeechBrain refuses a key given twice; here a later value (the user's)
+    replaces an earlier one (e.g. a corpus' tuned value), and says so.
+
+    Arguments
+    ---------
+    overrides : list of str
+        ``--key=value`` arguments (others are kept as they are).
+
+    Returns
+    -------
+    list of str
+
+    Example
+    -------
+    >>> later_overrides_win(["--epochs=6", "--lr=1", "--epochs=1"])
+    ['--epochs=1', '--lr=1']
+    """
+    kept = {}
+    for argument in overrides:
+        key = argument.split("=", 1)[0] if "=" in argument else argument
+        if key in kept and kept[key] != argument:
+            logger.info("%s replaces %s", argument, kept[key])
+        kept[key] = argument
+    return list(kept.values())
+
+
+def main(train_py, fold_key=None, argv=None):
     """Parses the command line, runs the sweep and writes the tables.
 
     Arguments
     ---------
     train_py : str
         The recipe's train.py.
-    fold_key : str
-        The hparams key of the test fold.
+    fold_key : str, optional
+        The hparams key of the test fold, for a recipe that prepares its own
+        split; without it the command line's ``--manifests`` names a folder
+        of prepared folds (see :func:`fold_overrides`).
     argv : list of str, optional
         The command line (default: ``sys.argv[1:]``).
 
@@ -268,10 +330,23 @@ def main(train_py, fold_key, argv=None):
     parser.add_argument("--threads", type=int, default=1, help="per run")
     parser.add_argument("--output_root", default="results/cross_validation")
     parser.add_argument(
+        "--corpus_overrides",
+        default="",
+        help="overrides of the corpus (one string), before those after --, "
+        "which win",
+    )
+    if fold_key is None:
+        parser.add_argument(
+            "--manifests",
+            required=True,
+            help="folder of prepared folds: fold<k>/{train,valid,test}.csv",
+        )
+    parser.add_argument(
         "--delete_checkpoints",
         action="store_true",
         help="delete each finished run's checkpoints (keeps its results)",
     )
+    setup_logging()
     argv = sys.argv[1:] if argv is None else argv
     command = "python cross_validate.py " + " ".join(argv)
     overrides = []
@@ -279,6 +354,19 @@ def main(train_py, fold_key, argv=None):
         cut = argv.index("--")
         argv, overrides = argv[:cut], argv[cut + 1 :]
     args = parser.parse_args(argv)
+    overrides = shlex.split(args.corpus_overrides) + overrides
+    manifests = None
+    if fold_key is None:
+        manifests = os.path.abspath(args.manifests)
+        for fold in args.folds:
+            for override in fold_overrides(fold, manifests=manifests):
+                path = override.split("=", 1)[1]
+                if not os.path.isfile(path):
+                    parser.error(
+                        f"{path} does not exist: --manifests must name the "
+                        "folder a corpus preparation wrote its folds to "
+                        "(fold<k>/train.csv, valid.csv, test.csv)"
+                    )
 
     folder = os.path.abspath(os.path.join(args.output_root, args.name))
     hparams_file = os.path.abspath(args.hparams_file)
@@ -291,12 +379,12 @@ def main(train_py, fold_key, argv=None):
         run_folder = os.path.join(folder, f"fold{fold}_seed{seed}")
         metrics = run_one(
             train_py,
-            fold_key,
             hparams_file,
             run_folder,
-            fold,
             seed,
-            overrides,
+            later_overrides_win(
+                fold_overrides(fold, fold_key, manifests) + overrides
+            ),
             args.threads,
             args.delete_checkpoints,
         )

@@ -53,6 +53,19 @@ def run_python(cwd, *args):
     )
 
 
+def run_bash(cwd, script, **env):
+    """Runs a bash ``script`` in ``cwd`` offline on one thread, with
+    ``env`` added to the environment."""
+    env = dict(os.environ, OMP_NUM_THREADS="1", HF_HUB_OFFLINE="1", **env)
+    return subprocess.run(
+        ["bash", "-c", f"set -euo pipefail; {script}"],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+
+
 def run_under_torchrun(recipe, *args, processes=2):
     """Runs a recipe's ``train.py *args`` in ``processes`` gloo processes
     on this CPU (``recipe``: its folder).

@@ -4,6 +4,8 @@ import fcntl
 import json
 import os
 
+import pytest
+
 from speechbrain_turbo import cross_validate
 
 
@@ -70,12 +72,10 @@ def test_a_run_locked_by_another_process_is_skipped(tmp_path):
         fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
         result = cross_validate.run_one(
             str(tmp_path / "train.py"),
-            "test_session",
             "missing.yaml",
             str(folder),
             1,
-            1,
-            [],
+            ["--test_session=1"],
             threads=1,
         )
     assert result is None
@@ -113,6 +113,53 @@ def test_delete_checkpoints_keeps_the_results_of_each_run(tmp_path):
     assert not (run / "save" / "CKPT+1").exists()
     assert (run / "save" / "label_encoder.txt").exists()
     assert "| 1 | 1 | 0.5000 |" in (root / "run" / "results.md").read_text()
+
+
+def test_prepared_folds_are_given_to_the_generic_recipe(tmp_path):
+    # A stand-in train.py: records its arguments and writes its metrics.
+    train_py = tmp_path / "train.py"
+    train_py.write_text(
+        "import json, os, sys\n"
+        "out = [a.split('=', 1)[1] for a in sys.argv if "
+        "a.startswith('--output_folder=')][0]\n"
+        "with open(os.path.join(out, 'argv.json'), 'w') as f:\n"
+        "    json.dump(sys.argv, f)\n"
+        "json.dump({'WA': 0.6, 'UA': 0.5, 'macro_F1': 0.4, 'epoch': 2, "
+        "'selected_on_valid': {'UA': 0.5}}, "
+        "open(os.path.join(out, 'test_metrics.json'), 'w'))\n"
+    )
+    folds = tmp_path / "folds"
+    for fold in (1, 2):
+        (folds / f"fold{fold}").mkdir(parents=True)
+        for split in ("train", "valid", "test"):
+            (folds / f"fold{fold}" / f"{split}.csv").write_text("ID\n")
+    root = tmp_path / "cv"
+    arguments = [
+        "hparams.yaml",
+        "--name=run",
+        f"--manifests={folds}",
+        "--folds",
+        "2",
+        "--seeds",
+        "3",
+        f"--output_root={root}",
+        "--",
+        "--data_folder=/corpus",
+    ]
+    cross_validate.main(str(train_py), argv=arguments)
+    argv = json.loads((root / "run" / "fold2_seed3" / "argv.json").read_text())
+    assert f"--train_csv={folds}/fold2/train.csv" in argv
+    assert f"--test_csv={folds}/fold2/test.csv" in argv
+    assert argv[-1] == "--data_folder=/corpus"
+    assert "--seed=3" in argv
+
+    # A fold the preparation did not write is named before anything runs.
+    with pytest.raises(SystemExit):
+        cross_validate.main(
+            str(train_py),
+            argv=[*arguments[:4], "3", *arguments[5:]],
+        )
+    assert not (root / "run" / "fold3_seed3").exists()
 
 
 def finished_sweep(root, runs):

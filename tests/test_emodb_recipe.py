@@ -1,6 +1,6 @@
-"""The EmoDB recipe (recipes/EmoDB/turbo): its preparation on a generated
-tree in EmoDB's layout, and a training run with the default settings on a
-corpus of 10 distinct sentences.
+"""EmoDB (recipes/EmoDB/turbo): its preparation on a generated tree in
+EmoDB's layout, and the generic recipe trained on the folds it writes, with
+the default settings, on a corpus of 10 distinct sentences.
 """
 
 import csv
@@ -11,11 +11,12 @@ import sys
 
 import pytest
 import torch
-from conftest import REPO, run_python
+from conftest import REPO, run_bash, run_python
 from speechbrain.dataio import audio_io
 
-RECIPE = os.path.join(REPO, "recipes", "EmoDB", "turbo")
-sys.path.insert(0, RECIPE)
+PREPARATION = os.path.join(REPO, "recipes", "EmoDB", "turbo")
+GENERIC = os.path.join(REPO, "recipes", "AudioText", "turbo")
+sys.path.insert(0, PREPARATION)
 from emodb_prepare import EMOTIONS, FOLDS, SENTENCES, prepare_emodb  # noqa: E402
 
 SPEAKERS = sorted(s for pair in FOLDS.values() for s in pair)
@@ -50,6 +51,25 @@ def emodb_tree(tmp_path_factory):
     folder = tmp_path_factory.mktemp("emodb") / "EmoDB"
     make_tree(folder)
     return folder
+
+
+@pytest.fixture(scope="module")
+def emodb_folds(emodb_tree, tmp_path_factory):
+    """The five folds, written by the preparation's command line."""
+    folds = tmp_path_factory.mktemp("emodb_folds")
+    result = run_python(
+        PREPARATION, "emodb_prepare.py", str(emodb_tree), str(folds)
+    )
+    assert result.returncode == 0, result.stderr[-4000:]
+    return folds
+
+
+def fold_manifests(folds, fold):
+    """The generic recipe's overrides for one prepared fold."""
+    return [
+        f"--{split}_csv={folds / f'fold{fold}' / f'{split}.csv'}"
+        for split in ("train", "valid", "test")
+    ]
 
 
 def read_rows(path):
@@ -145,22 +165,32 @@ def test_prepare_refuses_a_folder_without_wav(tmp_path):
         )
 
 
+def test_the_command_line_writes_every_fold(emodb_folds):
+    for fold, pair in FOLDS.items():
+        test = read_rows(emodb_folds / f"fold{fold}" / "test.csv")
+        assert sorted({r["speaker"] for r in test}) == sorted(pair)
+        valid = read_rows(emodb_folds / f"fold{fold}" / "valid.csv")
+        next_pair = FOLDS[fold % len(FOLDS) + 1]
+        assert sorted({r["speaker"] for r in valid}) == sorted(next_pair)
+
+
 @pytest.mark.slow
 def test_recipe_trains_on_ten_sentences_with_the_default_vocabulary(
-    emodb_tree, tmp_path
+    emodb_tree, emodb_folds, tmp_path
 ):
     output = tmp_path / "run"
     result = run_python(
-        RECIPE,
+        GENERIC,
         "train.py",
         "hparams/small.yaml",
+        *fold_manifests(emodb_folds, 4),
         f"--data_folder={emodb_tree}",
         f"--output_folder={output}",
         # Tiny model and one epoch; the tokenizer keeps its default.
         "--number_of_epochs=1",
         "--batch_size=8",
         "--n_mels=20",
-        "--ecapa_channels=16",
+        "--channels=16",
         "--audio_embedding_dim=16",
         "--text_channels=16",
         "--token_embedding_dim=8",
@@ -182,9 +212,10 @@ def test_recipe_trains_on_ten_sentences_with_the_default_vocabulary(
 def test_pretrained_whisper_recipe_trains_exports_and_classifies(
     emodb_tree, tmp_path
 ):
-    """hparams/pretrained.yaml with a tiny random Whisper and BERT given as
-    folders: Turbo trains (two different views), the model exports with
-    the encoders' files, and classifies as the recipe's test did."""
+    """hparams/whisper.yaml with EmoDB's values (experiments/common.sh) and
+    a tiny random Whisper and BERT given as folders: Turbo trains (two
+    different views), the model exports with the encoders' files, and
+    classifies as the recipe's test did."""
     from speechbrain_turbo.export import export_model
     from speechbrain_turbo.inference import TurboClassifier
     from speechbrain_turbo.random_hf_models import (
@@ -196,13 +227,7 @@ def test_pretrained_whisper_recipe_trains_exports_and_classifies(
     bert = save_random_text_model(
         str(tmp_path / "bert"), list(SENTENCES.values()), "bert"
     )
-    output = tmp_path / "run"
-    result = run_python(
-        RECIPE,
-        "train.py",
-        "hparams/pretrained.yaml",
-        f"--data_folder={emodb_tree}",
-        f"--output_folder={output}",
+    overrides = [
         f"--audio_hub={whisper}",
         f"--text_hub={bert}",
         f"--pretrained_folder={tmp_path / 'pretrained'}",
@@ -211,10 +236,21 @@ def test_pretrained_whisper_recipe_trains_exports_and_classifies(
         "--batch_size=8",
         "--fusion_dim=16",
         "--projection_dim=8",
+    ]
+    # As the experiments run it: the folds, then EmoDB's values.
+    result = run_bash(
+        PREPARATION,
+        f"data={emodb_tree} && source experiments/common.sh && "
+        "cross_validate whisper.yaml --name run --folds 4 --seeds 1 "
+        f"--output_root {tmp_path} -- {' '.join(overrides)}",
+        FOLDS_FOLDER=str(tmp_path / "folds"),
     )
-    log = result.stdout + result.stderr
-    assert result.returncode == 0, log[-4000:]
+    output = tmp_path / "run" / "fold4_seed1"
+    assert result.returncode == 0, result.stderr[-4000:]
+    log = (output / "stdout.txt").read_text()
     assert "Turbo views of modality" not in log  # the views differ
+    hparams = (output / "hyperparams.yaml").read_text()
+    assert "dynamic_batching: false" in hparams.lower()  # EmoDB's value
     history = [
         json.loads(line)
         for line in (output / "history.jsonl").read_text().splitlines()

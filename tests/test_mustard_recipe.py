@@ -11,12 +11,16 @@ import sys
 
 import pytest
 import torch
-from conftest import REPO, run_python
+from conftest import REPO, run_bash, run_python
 from speechbrain.dataio import audio_io
 
-RECIPE = os.path.join(REPO, "recipes", "MUStARD", "turbo")
-sys.path.insert(0, RECIPE)
-from mustard_prepare import prepare_mustard  # noqa: E402
+PREPARATION = os.path.join(REPO, "recipes", "MUStARD", "turbo")
+GENERIC = os.path.join(REPO, "recipes", "AudioText", "turbo")
+sys.path.insert(0, PREPARATION)
+from mustard_prepare import (  # noqa: E402
+    SHOW_FOLDS,
+    prepare_mustard,
+)
 
 SPEAKERS = {
     "FRIENDS": ["CHANDLER", "ROSS", "MONICA", "PHOEBE"],
@@ -211,39 +215,31 @@ def test_a_label_that_is_not_a_boolean_is_named(mustard_tree, tmp_path):
         )
 
 
-@pytest.mark.slow
-def test_small_recipe_trains_from_the_two_repositories(mustard_tree, tmp_path):
+def test_the_command_line_writes_every_fold(mustard_tree, tmp_path):
     root, _ = mustard_tree
-    output = tmp_path / "run"
+    folds = tmp_path / "folds"
     result = run_python(
-        RECIPE,
-        "train.py",
-        "hparams/small.yaml",
-        f"--data_folder={root}",
-        f"--converted_folder={tmp_path / 'converted'}",
-        f"--output_folder={output}",
-        "--number_of_epochs=1",
-        "--n_mels=20",
-        "--ecapa_channels=16",
-        "--audio_embedding_dim=16",
-        "--text_channels=16",
-        "--token_embedding_dim=8",
-        "--projection_dim=8",
-        "--fusion_dim=16",
+        PREPARATION, "mustard_prepare.py", str(root), str(folds), "--split=show"
     )
-    log = result.stdout + result.stderr
-    assert result.returncode == 0, log[-4000:]
-    metrics = json.loads((output / "test_metrics.json").read_text())
-    assert 0.0 <= metrics["macro_F1"] <= 1.0
-    assert len(read_rows(output / "test_predictions.csv")) == 8
+    assert result.returncode == 0, result.stderr[-4000:]
+    assert sorted(p.name for p in folds.iterdir()) == [
+        "audio_16k",
+        "fold1",
+        "fold2",
+    ]
+    for fold, show in SHOW_FOLDS.items():
+        test = read_rows(folds / f"fold{fold}" / "test.csv")
+        assert {r["show"] for r in test} == {show}
+        assert all(r["wav"].startswith(str(folds / "audio_16k")) for r in test)
 
 
 @pytest.mark.slow
 def test_pretrained_recipe_trains_with_the_paper_objective(
     mustard_tree, tmp_path
 ):
-    """hparams/pretrained.yaml with a tiny random Whisper and BERT, and the
-    paper's overrides from its header: both Turbo families train."""
+    """hparams/whisper.yaml with MUStARD's values (experiments/common.sh),
+    a tiny random Whisper and BERT, and the paper's overrides from its
+    header: both Turbo families train."""
     from test_paper_preset import paper_overrides
 
     from speechbrain_turbo.random_hf_models import (
@@ -254,28 +250,32 @@ def test_pretrained_recipe_trains_with_the_paper_objective(
     root, _ = mustard_tree
     whisper = save_random_whisper_model(str(tmp_path / "whisper"))
     bert = save_random_text_model(str(tmp_path / "bert"), LINES, "bert")
-    hparams_file = os.path.join(RECIPE, "hparams", "pretrained.yaml")
+    hparams_file = os.path.join(GENERIC, "hparams", "whisper.yaml")
     with open(hparams_file, encoding="utf-8") as f:
         paper = paper_overrides(f.read())
-    output = tmp_path / "run"
-    result = run_python(
-        RECIPE,
-        "train.py",
-        "hparams/pretrained.yaml",
-        f"--data_folder={root}",
-        f"--converted_folder={tmp_path / 'converted'}",
-        f"--output_folder={output}",
+    overrides = [
         f"--audio_hub={whisper}",
         f"--text_hub={bert}",
         f"--pretrained_folder={tmp_path / 'pretrained'}",
         "--audio_num_layers=1",
-        "--number_of_epochs=1",
+        "--number_of_epochs=1",  # replaces MUStARD's 6
         "--fusion_dim=16",
         "--projection_dim=8",
         *(f"--{key}={value}" for key, value in paper.items()),
+    ]
+    # As the experiments run it: the folds, then MUStARD's values.
+    result = run_bash(
+        PREPARATION,
+        f"data={root} && source experiments/common.sh && "
+        "cross_validate whisper.yaml --name run --folds 1 --seeds 1 "
+        f"--output_root {tmp_path} -- {' '.join(overrides)}",
+        FOLDS_FOLDER=str(tmp_path / "folds"),
     )
-    log = result.stdout + result.stderr
-    assert result.returncode == 0, log[-4000:]
+    assert result.returncode == 0, result.stderr[-4000:]
+    assert "--number_of_epochs=1 replaces --number_of_epochs=6" in result.stderr
+    output = tmp_path / "run" / "fold1_seed1"
+    hparams = (output / "hyperparams.yaml").read_text()
+    assert "max_batch_length: 64" in hparams  # MUStARD's value
     (epoch,) = [
         json.loads(line)
         for line in (output / "history.jsonl").read_text().splitlines()

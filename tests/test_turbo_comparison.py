@@ -1,5 +1,6 @@
 """bench/turbo_comparison.sh: which runs it starts, which it skips, and
-which files it keeps, with a stand-in for the recipe's cross_validate.py."""
+which files it keeps, with a stand-in for the generic recipe's
+cross_validate.py behind a corpus' experiments/common.sh."""
 
 import json
 import os
@@ -21,8 +22,18 @@ STAND_IN = os.path.join(
 @pytest.fixture
 def fake_recipe(tmp_path):
     recipe = tmp_path / "Fake" / "turbo"
-    recipe.mkdir(parents=True)
+    (recipe / "experiments").mkdir(parents=True)
     shutil.copy(STAND_IN, recipe / "cross_validate.py")
+    # As a corpus' common.sh: the corpus' values go before the overrides.
+    (recipe / "experiments" / "common.sh").write_text(
+        'here=$(realpath "$(dirname "${BASH_SOURCE[0]}")/..")\n'
+        'echo "$data" > "$here/data_given"\n'
+        "cross_validate() {\n"
+        "    [[ $1 == whisper.yaml ]] || exit 3\n"
+        "    shift\n"
+        '    python "$here/cross_validate.py" "$@"\n'
+        "}\n"
+    )
     return recipe
 
 
@@ -67,7 +78,7 @@ def test_only_and_folds_choose_the_runs_and_finished_runs_are_kept(
         ("turbo_t0.05_w1", "3", "1", "run"),
     ]
     assert "--temperature=0.05" in calls[0][4]
-    assert "--data_folder=/data" in calls[0][4]
+    assert (fake_recipe / "data_given").read_text() == "/data\n"
 
     kept = tmp_path / "bench/measurements/turbo_comparison/Fake/turbo"
     run = kept / "turbo_t0.05_w1" / "fold2_seed1"

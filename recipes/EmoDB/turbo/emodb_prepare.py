@@ -12,19 +12,23 @@ actor (as an IEMOCAP session): five folds, one pair for test, the next pair
 stored next to the manifests, and changing them re-creates the split.
 
 Manifests are CSV files with the columns ``ID,wav,text,label,speaker,
-duration``, wav paths starting with ``$data_root`` (replaced by the
-recipe's ``data_folder``).
+duration``, wav paths starting with ``$data_root``: the generic recipe's
+(recipes/AudioText/turbo, its ``data_folder`` replaces ``$data_root``).
+Every fold at once, ``<save_folder>/fold<k>/{train,valid,test}.csv``:
+
+    > python emodb_prepare.py /path/to/EmoDB results/EmoDB_folds
 
 Authors
  * speechbrain-turbo contributors
 """
 
+import argparse
 import os
 import re
 from collections import Counter
 
 from speechbrain.dataio.audio_io import info as audio_info
-from speechbrain.utils.logger import get_logger
+from speechbrain.utils.logger import get_logger, setup_logging
 
 from speechbrain_turbo.preparation import (
     forget_summary,
@@ -169,6 +173,38 @@ def prepare_emodb(
     return {**summary, "reused": False}
 
 
+def prepare_emodb_folds(data_folder, save_folder):
+    """Writes the manifests of every fold, ``<save_folder>/fold<k>/``.
+
+    Fold ``k`` tests on pair ``k`` and validates on the next pair; each
+    fold's folder is what :func:`prepare_emodb` writes (and reuses).
+
+    Arguments
+    ---------
+    data_folder : str
+        The EmoDB folder, holding ``wav/``.
+    save_folder : str
+        Where the fold folders go.
+
+    Returns
+    -------
+    dict
+        ``{fold: summary}``, as :func:`prepare_emodb` returns them.
+
+    Example
+    -------
+    >>> folds = prepare_emodb_folds("EmoDB", "folds")  # doctest: +SKIP
+    >>> sorted(folds)  # doctest: +SKIP
+    [1, 2, 3, 4, 5]
+    """
+    return {
+        fold: prepare_emodb(
+            data_folder, os.path.join(save_folder, f"fold{fold}"), fold
+        )
+        for fold in FOLDS
+    }
+
+
 def check_folds(test_fold, valid_fold):
     """Checks the fold numbers; returns them as ints (valid filled in).
 
@@ -293,3 +329,15 @@ def read_corpus(data_folder):
             f"{wav_folder}"
         )
     return entries, ignored
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(
+        description="Writes EmoDB's five speaker-independent folds as the "
+        "generic recipe's manifests (recipes/AudioText/turbo)."
+    )
+    parser.add_argument("data_folder", help="the EmoDB folder, holding wav/")
+    parser.add_argument("save_folder", help="where fold1..fold5 go")
+    args = parser.parse_args()
+    setup_logging()
+    prepare_emodb_folds(args.data_folder, args.save_folder)

@@ -22,19 +22,25 @@ validation set used for model selection:
   Bang Theory), validation a label-balanced fifth of the other shows.
 
 Manifests are CSV files with the columns ``ID,wav,text,label,speaker,show,
-duration``.
+duration``: the generic recipe's (recipes/AudioText/turbo). Every fold of a
+split at once, ``<save_folder>/fold<k>/{train,valid,test}.csv``, the audio
+converted to ``<save_folder>/audio_16k``, from a folder holding clones of
+the two repositories (``MUStARD`` and ``cmpt-419``):
+
+    > python mustard_prepare.py /path/to/folder results/MUStARD_folds
 
 Authors
  * speechbrain-turbo contributors
 """
 
+import argparse
 import hashlib
 import json
 import os
 from collections import Counter, defaultdict
 
 from speechbrain.dataio import audio_io
-from speechbrain.utils.logger import get_logger
+from speechbrain.utils.logger import get_logger, setup_logging
 
 from speechbrain_turbo.dataio import load_audio
 from speechbrain_turbo.preparation import (
@@ -233,6 +239,58 @@ def prepare_mustard(
             summary["shows"][name],
         )
     return {**summary, "reused": False}
+
+
+def prepare_mustard_folds(
+    data_folder, save_folder, split="stratified", context_lines=0
+):
+    """Writes the manifests of every fold of a split, ``<save_folder>/fold<k>``.
+
+    Fold ``k`` is what :func:`prepare_mustard` writes (and reuses) for
+    ``test_fold=k``; the audio is converted once, to
+    ``<save_folder>/audio_16k``.
+
+    Arguments
+    ---------
+    data_folder : str
+        The folder holding the clones ``MUStARD`` (labels, texts;
+        github.com/soujanyaporia/MUStARD) and ``cmpt-419`` (the audio of
+        210 utterances; github.com/katiesun138/cmpt-419).
+    save_folder : str
+        Where the fold folders go.
+    split : str
+        ``stratified`` (5 folds), ``speaker`` (5) or ``show`` (2).
+    context_lines : int
+        How many of the last context lines to put before the utterance.
+
+    Returns
+    -------
+    dict
+        ``{fold: summary}``, as :func:`prepare_mustard` returns them.
+
+    Example
+    -------
+    >>> folds = prepare_mustard_folds("data", "folds")  # doctest: +SKIP
+    >>> sorted(folds)  # doctest: +SKIP
+    [1, 2, 3, 4, 5]
+    """
+    sarcasm_json = os.path.join(
+        data_folder, "MUStARD", "data", "sarcasm_data.json"
+    )
+    audio_folder = os.path.join(data_folder, "cmpt-419", "audio_data")
+    folds = SHOW_FOLDS if split == "show" else range(1, NUM_FOLDS + 1)
+    return {
+        fold: prepare_mustard(
+            sarcasm_json,
+            audio_folder,
+            os.path.join(save_folder, f"fold{fold}"),
+            os.path.join(save_folder, "audio_16k"),
+            split=split,
+            test_fold=fold,
+            context_lines=context_lines,
+        )
+        for fold in folds
+    }
 
 
 def check_folds(split, test_fold, valid_fold):
@@ -448,3 +506,21 @@ def _list_audio(audio_folder):
 def _stable_hash(key):
     """An order of IDs that does not depend on Python's hash seed."""
     return hashlib.sha1(key.encode("utf-8")).hexdigest()
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(
+        description="Writes MUStARD's folds as the generic recipe's "
+        "manifests (recipes/AudioText/turbo)."
+    )
+    parser.add_argument(
+        "data_folder", help="the folder holding MUStARD/ and cmpt-419/"
+    )
+    parser.add_argument("save_folder", help="where the fold folders go")
+    parser.add_argument("--split", choices=SPLIT_KINDS, default="stratified")
+    parser.add_argument("--context_lines", type=int, default=0)
+    args = parser.parse_args()
+    setup_logging()
+    prepare_mustard_folds(
+        args.data_folder, args.save_folder, args.split, args.context_lines
+    )

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Which parts of the Turbo objective matter on EmoDB with pretrained encoders
-# (hparams/pretrained.yaml): the paper's objective, in-modal terms only,
+# (hparams/whisper.yaml): the paper's objective, in-modal terms only,
 # cross-modal terms only, and text alone, on every fold with seed 1, beside
 # the runs of experiments/pretrained.sh (audio alone, baseline, Turbo) in
 # the same folder; then results/emodb_pretrained/five_folds/summary.md,
@@ -9,16 +9,16 @@
 #   bash experiments/ablations.sh /path/to/EmoDB [PRETRAINED_FOLDER] [JOBS]
 set -euo pipefail
 data=${1:?usage: ablations.sh /path/to/EmoDB [PRETRAINED_FOLDER] [JOBS]}
-pretrained=${2:-$HOME/.cache/speechbrain_turbo/pretrained}
+pretrained=$(realpath "${2:-$HOME/.cache/speechbrain_turbo/pretrained}")
 jobs=${3:-1}
+source "$(dirname "$0")/common.sh"
 root=results/emodb_pretrained/five_folds
 sweep() {
     local name=$1
     shift
-    python cross_validate.py hparams/pretrained.yaml --name "$name" \
-        --jobs "$jobs" --folds 1 2 3 4 5 --seeds 1 --output_root "$root" \
-        --delete_checkpoints -- --data_folder="$data" \
-        --audio_hub="$pretrained/whisper-tiny.en" \
+    cross_validate whisper.yaml --name "$name" --jobs "$jobs" \
+        --folds 1 2 3 4 5 --seeds 1 --output_root "$root" \
+        --delete_checkpoints -- --audio_hub="$pretrained/whisper-tiny.en" \
         --text_hub="$pretrained/all-MiniLM-L6-v2" "$@"
 }
 sweep turbo_paper --turbo_weight=1.0 --turbo_reduction=sum \

@@ -1,18 +1,19 @@
 #!/usr/bin/env bash
 # The EmoDB table of docs/results.md: every configuration over 3 seeds
-# on test fold 4 (validation: fold 5), one CPU thread per run, then
+# on test fold 4 (validation: fold 5), encoders trained from scratch
+# (hparams/small.yaml), one CPU thread per run, then
 # results/emodb_benchmark/summary.md. Run from recipes/EmoDB/turbo:
 #   bash experiments/benchmark.sh /path/to/EmoDB [JOBS]
 set -euo pipefail
 data=${1:?usage: benchmark.sh /path/to/EmoDB [JOBS]}
 jobs=${2:-1}
+source "$(dirname "$0")/common.sh"
 root=results/emodb_benchmark
 sweep() {
     local name=$1
     shift
-    python cross_validate.py hparams/small.yaml --name "$name" --folds 4 \
-        --seeds 1 2 3 --jobs "$jobs" --output_root "$root" \
-        -- --data_folder="$data" "$@"
+    cross_validate small.yaml --name "$name" --folds 4 --seeds 1 2 3 \
+        --jobs "$jobs" --output_root "$root" -- "$@"
 }
 sweep audio_only --modalities=[audio] --turbo_weight=0 --twin_pass=False
 sweep text_only --modalities=[text] --turbo_weight=0 --twin_pass=False
