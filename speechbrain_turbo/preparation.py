@@ -12,6 +12,7 @@ Authors
 import csv
 import json
 import os
+from collections import Counter
 
 from speechbrain.utils.logger import get_logger
 
@@ -111,6 +112,57 @@ def write_summary(save_folder, opt_file, options, summary):
         {"options": options, "summary": summary},
         os.path.join(save_folder, opt_file),
     )
+
+
+def write_split_manifests(
+    save_folder, opt_file, options, splits, columns, found
+):
+    """Writes one CSV manifest per split, then the options and the summary.
+
+    Arguments
+    ---------
+    save_folder : str
+        Folder of the manifests and of the options file.
+    opt_file : str
+        Name of the options file in ``save_folder``.
+    options : dict
+        The options of the call (see :func:`load_matching_summary`).
+    splits : dict
+        ``{split: rows}``; each row a dict with at least ``columns`` and
+        ``label``; written to ``<save_folder>/<split>.csv``.
+    columns : sequence of str
+        The manifests' columns, in order.
+    found : dict
+        What else the preparation found, stored in the summary.
+
+    Returns
+    -------
+    dict
+        The summary: ``counts`` ({split: {label: int}}), then ``found``.
+
+    Example
+    -------
+    >>> import tempfile
+    >>> rows = [{"ID": "a", "label": "x"}, {"ID": "b", "label": "x"}]
+    >>> folder = tempfile.mkdtemp()
+    >>> write_split_manifests(
+    ...     folder, "opts.json", {}, {"train": rows}, ["ID", "label"], {}
+    ... )
+    {'counts': {'train': {'x': 2}}}
+    """
+    os.makedirs(save_folder, exist_ok=True)
+    forget_summary(save_folder, opt_file)
+    for split, rows in splits.items():
+        write_csv(rows, os.path.join(save_folder, f"{split}.csv"), columns)
+    summary = {
+        "counts": {
+            split: dict(sorted(Counter(row["label"] for row in rows).items()))
+            for split, rows in splits.items()
+        },
+        **found,
+    }
+    write_summary(save_folder, opt_file, options, summary)
+    return summary
 
 
 def forget_summary(save_folder, opt_file):

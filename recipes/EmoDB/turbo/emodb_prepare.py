@@ -25,16 +25,13 @@ Authors
 import argparse
 import os
 import re
-from collections import Counter
 
 from speechbrain.dataio.audio_io import info as audio_info
 from speechbrain.utils.logger import get_logger, setup_logging
 
 from speechbrain_turbo.preparation import (
-    forget_summary,
     load_matching_summary,
-    write_csv,
-    write_summary,
+    write_split_manifests,
 )
 
 logger = get_logger(__name__)
@@ -147,21 +144,14 @@ def prepare_emodb(
         split: [e for e in entries if e["speaker"] in speakers[split]]
         for split in SPLITS
     }
-    os.makedirs(save_folder, exist_ok=True)
-    forget_summary(save_folder, OPT_FILE)
-    for split in SPLITS:
-        write_csv(
-            splits[split], os.path.join(save_folder, f"{split}.csv"), COLUMNS
-        )
-    summary = {
-        "counts": {
-            split: dict(sorted(Counter(e["label"] for e in rows).items()))
-            for split, rows in splits.items()
-        },
-        "speakers": speakers,
-        "ignored": ignored,
-    }
-    write_summary(save_folder, OPT_FILE, options, summary)
+    summary = write_split_manifests(
+        save_folder,
+        OPT_FILE,
+        options,
+        splits,
+        COLUMNS,
+        {"speakers": speakers, "ignored": ignored},
+    )
     for split in SPLITS:
         logger.info(
             "EmoDB %s (speakers %s): %d utterances %s.",

@@ -44,10 +44,8 @@ from speechbrain.utils.logger import get_logger, setup_logging
 
 from speechbrain_turbo.dataio import load_audio
 from speechbrain_turbo.preparation import (
-    forget_summary,
     load_matching_summary,
-    write_csv,
-    write_summary,
+    write_split_manifests,
 )
 
 logger = get_logger(__name__)
@@ -207,29 +205,25 @@ def prepare_mustard(
                 if fold_of[e["ID"]] not in (test_fold, valid_fold)
             ],
         }
-    os.makedirs(save_folder, exist_ok=True)
-    forget_summary(save_folder, OPT_FILE)
-    for name in SPLITS:
-        write_csv(
-            splits[name], os.path.join(save_folder, f"{name}.csv"), COLUMNS
-        )
-    summary = {
-        "counts": {
-            name: dict(sorted(Counter(e["label"] for e in rows).items()))
-            for name, rows in splits.items()
+    summary = write_split_manifests(
+        save_folder,
+        OPT_FILE,
+        options,
+        splits,
+        COLUMNS,
+        {
+            "speakers": {
+                name: sorted({e["speaker"] for e in rows})
+                for name, rows in splits.items()
+            },
+            "shows": {
+                name: sorted({e["show"] for e in rows})
+                for name, rows in splits.items()
+            },
+            "without_audio": without_audio,
+            "ignored": ignored,
         },
-        "speakers": {
-            name: sorted({e["speaker"] for e in rows})
-            for name, rows in splits.items()
-        },
-        "shows": {
-            name: sorted({e["show"] for e in rows})
-            for name, rows in splits.items()
-        },
-        "without_audio": without_audio,
-        "ignored": ignored,
-    }
-    write_summary(save_folder, OPT_FILE, options, summary)
+    )
     for name in SPLITS:
         logger.info(
             "MUStARD %s: %d utterances %s, shows %s.",
