@@ -291,44 +291,56 @@ class TurboBrain(
         # The mean over the V * B rows equals the mean of the V views' CEs.
         ce = F.cross_entropy(logits.float(), labels.repeat(num_views))
         if stage != sb.Stage.TRAIN:
-            self.predicted.append(logits.argmax(dim=-1).cpu())
-            self.targets.append(labels.cpu())
-            self.ids.extend(batch.id)
-            views = predictions["views"]
-            for m, (view,) in (views or {}).items():
-                self.projected.setdefault(m, []).append(view.detach().cpu())
-            if views is not None:
-                self._add_eval_terms(views, labels, batch)
+            self._record_evaluation(logits, predictions["views"], labels, batch)
             return ce
 
-        loss = ce
         terms = {"CE": ce}
+        loss = ce
         if num_views == 2 and self.consistency_weight > 0:
-            consistency = symmetric_kl(*logits.float().chunk(2))
-            loss = loss + self.consistency_weight * consistency
-            terms["consistency"] = consistency
+            terms["consistency"] = symmetric_kl(*logits.float().chunk(2))
+            loss = loss + self.consistency_weight * terms["consistency"]
         # Under DDP, batches of unequal size count by their rows (TurboLoss
         # weights its own term the same way).
         loss = loss * share_of_global_batch(labels.shape[0], labels.device)
-        views = predictions["views"]
-        if views is not None:
-            self._warn_if_views_identical(views)
-            groups = self._negative_groups(batch)
-            turbo = self.modules.turbo_loss(views, labels=labels, groups=groups)
-            weighted = self._scheduled_turbo_weight() * turbo["loss"]
-            if self._sample_gradient_ratio():
-                terms["grad_ratio"] = self._gradient_ratio(ce, weighted)
-            loss = loss + weighted
-            terms.update(
-                {k: v for k, v in turbo.items() if k != "loss"},
-                **contrastive_diagnostics(views, groups),
+        if predictions["views"] is not None:
+            loss = loss + self._turbo_term(
+                predictions["views"], labels, batch, ce, terms
             )
-            # In-modal alignment of the two dropout views (Wang & Isola).
-            for m, (first, second) in views.items():
-                terms[f"align_{m}"] = alignment(first.detach(), second.detach())
         terms["total"] = loss
         self._add_train_terms(terms)
         return loss
+
+    def _turbo_term(self, views, labels, batch, ce, terms):
+        """The weighted Turbo term of a training batch; its parts and the
+        contrastive diagnostics go into ``terms`` (for the logs).
+        """
+        self._warn_if_views_identical(views)
+        groups = self._negative_groups(batch)
+        turbo = self.modules.turbo_loss(views, labels=labels, groups=groups)
+        weighted = self._scheduled_turbo_weight() * turbo["loss"]
+        if self._sample_gradient_ratio():
+            terms["grad_ratio"] = self._gradient_ratio(ce, weighted)
+        terms.update(
+            {k: v for k, v in turbo.items() if k != "loss"},
+            **contrastive_diagnostics(views, groups),
+        )
+        # In-modal alignment of the two dropout views (Wang & Isola).
+        for m, (first, second) in views.items():
+            terms[f"align_{m}"] = alignment(first.detach(), second.detach())
+        return weighted
+
+    def _record_evaluation(self, logits, views, labels, batch):
+        """Keeps an evaluation batch's predictions, targets, IDs and
+        projected embeddings, and adds its contrastive terms to the stage's
+        sums.
+        """
+        self.predicted.append(logits.argmax(dim=-1).cpu())
+        self.targets.append(labels.cpu())
+        self.ids.extend(batch.id)
+        for m, (view,) in (views or {}).items():
+            self.projected.setdefault(m, []).append(view.detach().cpu())
+        if views is not None:
+            self._add_eval_terms(views, labels, batch)
 
     def _add_eval_terms(self, views, labels, batch):
         """Adds an evaluation batch's contrastive diagnostics (and, in one
