@@ -17,6 +17,7 @@ from speechbrain.dataio import audio_io
 PREPARATION = os.path.join(REPO, "recipes", "MUStARD", "turbo")
 GENERIC = os.path.join(REPO, "recipes", "AudioText", "turbo")
 sys.path.insert(0, PREPARATION)
+import mustard_prepare  # noqa: E402
 from mustard_prepare import (  # noqa: E402
     SHOW_FOLDS,
     prepare_mustard,
@@ -283,3 +284,60 @@ def test_pretrained_recipe_trains_with_the_paper_objective(
     assert epoch["train"]["in_modal"] > 0 and epoch["train"]["cross_modal"] > 0
     metrics = json.loads((output / "test_metrics.json").read_text())
     assert 0.0 <= metrics["macro_F1"] <= 1.0
+
+
+def write_plus_plus(root, entries, skip=()):
+    """MUStARD++'s text file: a context line and the utterance (``K_u``,
+    valence 1-9 in turn) of every entry but ``skip``."""
+    path = root / "mustard++.csv"
+    lines = ["SCENE,KEY,SENTENCE,Sarcasm,Valence,Arousal"]
+    for i, key in enumerate(sorted(entries)):
+        lines.append(f'{key},{key}_c_00,"a line, before",,,')
+        if key not in skip:
+            lines.append(f'{key},{key}_u,"the utterance",1,{1 + i % 9},5')
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def test_valence_task_labels_the_clips_from_mustard_plus_plus(
+    mustard_tree, tmp_path
+):
+    root, entries = mustard_tree
+    plus_plus = write_plus_plus(tmp_path, entries)
+    summary = prepare(
+        root, tmp_path / "prep", task="valence", plus_plus_csv=str(plus_plus)
+    )
+    rows = all_rows(tmp_path / "prep")
+    labels = {r["ID"]: r["label"] for split in rows.values() for r in split}
+    expected = {
+        key: mustard_prepare.VALENCE_CLASSES[1 + i % 9]
+        for i, key in enumerate(sorted(entries))
+        if key in labels
+    }
+    assert labels == expected and len(labels) == 40
+    assert set(summary["counts"]["train"]) == {"low", "middle", "high"}
+    # The sarcasm task's manifests in the same folder are prepared again.
+    assert not prepare(root, tmp_path / "prep")["reused"]
+
+
+def test_valence_task_names_the_clip_without_a_rating(mustard_tree, tmp_path):
+    root, entries = mustard_tree
+    audio = root / "cmpt-419" / "audio_data"
+    with_audio = sorted(
+        p.stem for p in audio.glob("*.wav") if p.stem in entries
+    )
+    plus_plus = write_plus_plus(tmp_path, entries, skip={with_audio[3]})
+    with pytest.raises(ValueError, match=f"no row {with_audio[3]}_u"):
+        prepare(
+            root,
+            tmp_path / "prep",
+            task="valence",
+            plus_plus_csv=str(plus_plus),
+        )
+    with pytest.raises(FileNotFoundError, match="MUStARD_Plus_Plus"):
+        prepare(
+            root,
+            tmp_path / "prep",
+            task="valence",
+            plus_plus_csv=str(tmp_path / "absent.csv"),
+        )

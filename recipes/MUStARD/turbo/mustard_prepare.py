@@ -21,6 +21,13 @@ validation set used for model selection:
 - ``show``: two folds, the test set is one show (1: Friends, 2: The Big
   Bang Theory), validation a label-balanced fifth of the other shows.
 
+Two tasks on the same clips: ``sarcasm`` (the label above) and ``valence``,
+from MUStARD++ (Ray et al., LREC 2022; ``mustard++_text.csv`` of
+github.com/cfiltnlp/MUStARD_Plus_Plus, the utterance of clip ``K`` being
+row ``K_u``): its 1-9 valence rating in three classes, ``low`` (1-3),
+``middle`` (4) and ``high`` (5-9), 82 / 63 / 65 of the 210 clips: a task
+where the words say much and the voice some.
+
 Manifests are CSV files with the columns ``ID,wav,text,label,speaker,show,
 duration``: the generic recipe's (recipes/AudioText/turbo). Every fold of a
 split at once, ``<save_folder>/fold<k>/{train,valid,test}.csv``, the audio
@@ -34,6 +41,7 @@ Authors
 """
 
 import argparse
+import csv
 import hashlib
 import json
 import os
@@ -60,6 +68,13 @@ NUM_FOLDS = 5
 # The test show of each fold of the "show" split.
 SHOW_FOLDS = {1: "FRIENDS", 2: "BBT"}
 SPLIT_KINDS = ("stratified", "speaker", "show")
+TASKS = ("sarcasm", "valence")
+# MUStARD++ valence ratings (1-9) -> class.
+VALENCE_CLASSES = {
+    **dict.fromkeys(range(1, 4), "low"),
+    4: "middle",
+    **dict.fromkeys(range(5, 10), "high"),
+}
 
 
 def prepare_mustard(
@@ -73,6 +88,8 @@ def prepare_mustard(
     context_lines=0,
     sample_rate=16000,
     skip_prep=False,
+    task="sarcasm",
+    plus_plus_csv=None,
 ):
     """Writes ``train.csv``, ``valid.csv`` and ``test.csv`` for MUStARD.
 
@@ -98,6 +115,10 @@ def prepare_mustard(
         Sample rate of the converted audio.
     skip_prep : bool
         If True, do nothing and return None.
+    task : str
+        ``sarcasm`` or ``valence`` (see the module's doc).
+    plus_plus_csv : str, optional
+        ``mustard++_text.csv`` of the MUStARD++ repository (``valence``).
 
     Returns
     -------
@@ -121,6 +142,8 @@ def prepare_mustard(
     test_fold, valid_fold = check_folds(split, test_fold, valid_fold)
     if int(context_lines) < 0:
         raise ValueError(f"context_lines must be >= 0, not {context_lines}")
+    if task not in TASKS:
+        raise ValueError(f"task must be one of {TASKS}, not {task!r}")
     options = {
         "format_version": PREP_VERSION,
         "sarcasm_json": os.path.abspath(sarcasm_json),
@@ -132,6 +155,9 @@ def prepare_mustard(
         "context_lines": int(context_lines),
         "sample_rate": int(sample_rate),
     }
+    if task != "sarcasm":
+        options["task"] = task
+        options["plus_plus_csv"] = os.path.abspath(plus_plus_csv)
     outputs = [f"{name}.csv" for name in SPLITS]
     summary = load_matching_summary(save_folder, OPT_FILE, options, outputs)
     if summary is not None:
@@ -139,6 +165,9 @@ def prepare_mustard(
         return {**summary, "reused": True}
 
     items = read_labels(sarcasm_json)
+    labels = {key: LABELS[item["sarcasm"]] for key, item in items.items()}
+    if task == "valence":
+        labels = read_valence_classes(plus_plus_csv)
     entries, ignored = [], []
     for name in sorted(_list_audio(audio_folder)):
         key = name[: -len(".wav")]
@@ -146,6 +175,12 @@ def prepare_mustard(
             ignored.append(name)
             continue
         item = items[key]
+        if key not in labels:
+            raise ValueError(
+                f"{plus_plus_csv} has no row {key}_u (the utterance of the "
+                f"clip {os.path.join(audio_folder, name)}): use the MUStARD++ "
+                "release that rates every clip of cmpt-419"
+            )
         wav = convert_audio(
             os.path.join(audio_folder, name),
             os.path.join(converted_folder, name),
@@ -158,7 +193,7 @@ def prepare_mustard(
                 "ID": key,
                 "wav": os.path.abspath(wav),
                 "text": " ".join([*context, item["utterance"]]).strip(),
-                "label": LABELS[item["sarcasm"]],
+                "label": labels[key],
                 "speaker": item["speaker"],
                 "show": item["show"],
                 "duration": round(audio_io.info(wav).duration, 3),
@@ -236,7 +271,11 @@ def prepare_mustard(
 
 
 def prepare_mustard_folds(
-    data_folder, save_folder, split="stratified", context_lines=0
+    data_folder,
+    save_folder,
+    split="stratified",
+    context_lines=0,
+    task="sarcasm",
 ):
     """Writes the manifests of every fold of a split, ``<save_folder>/fold<k>``.
 
@@ -256,6 +295,9 @@ def prepare_mustard_folds(
         ``stratified`` (5 folds), ``speaker`` (5) or ``show`` (2).
     context_lines : int
         How many of the last context lines to put before the utterance.
+    task : str
+        ``sarcasm`` or ``valence`` (from the clone ``MUStARD_Plus_Plus``
+        beside the other two; github.com/cfiltnlp/MUStARD_Plus_Plus).
 
     Returns
     -------
@@ -282,6 +324,10 @@ def prepare_mustard_folds(
             split=split,
             test_fold=fold,
             context_lines=context_lines,
+            task=task,
+            plus_plus_csv=os.path.join(
+                data_folder, "MUStARD_Plus_Plus", "mustard++_text.csv"
+            ),
         )
         for fold in folds
     }
@@ -336,6 +382,51 @@ def check_folds(split, test_fold, valid_fold):
             f"{test_fold}, not {valid_fold!r}"
         )
     return int(test_fold), int(valid_fold)
+
+
+def read_valence_classes(plus_plus_csv):
+    r"""Reads MUStARD++'s valence ratings of the utterances: clip key ->
+    class (``VALENCE_CLASSES``).
+
+    Arguments
+    ---------
+    plus_plus_csv : str
+        ``mustard++_text.csv``: one row per line of a scene, the utterance
+        of clip ``K`` being ``KEY`` ``K_u``, with its ``Valence`` (1-9).
+
+    Returns
+    -------
+    dict
+
+    Example
+    -------
+    >>> import tempfile
+    >>> path = os.path.join(tempfile.mkdtemp(), "mustard++_text.csv")
+    >>> with open(path, "w") as f:
+    ...     _ = f.write("KEY,Valence\n1_1_c_00,\n1_1_u,7\n1_2_u,3\n")
+    >>> read_valence_classes(path)
+    {'1_1': 'high', '1_2': 'low'}
+    """
+    if plus_plus_csv is None or not os.path.isfile(plus_plus_csv):
+        raise FileNotFoundError(
+            f"{plus_plus_csv} does not exist: clone the MUStARD++ repository "
+            "(github.com/cfiltnlp/MUStARD_Plus_Plus) next to MUStARD/ for "
+            "the valence task"
+        )
+    classes = {}
+    with open(plus_plus_csv, newline="", encoding="utf-8") as f:
+        for line, row in enumerate(csv.DictReader(f), start=2):
+            key = row.get("KEY") or ""
+            if not key.endswith("_u"):
+                continue  # a line of the context
+            rating = (row.get("Valence") or "").strip()
+            if not rating.isdigit() or int(rating) not in VALENCE_CLASSES:
+                raise ValueError(
+                    f"{plus_plus_csv}, line {line}, key {key}: Valence must "
+                    f"be an integer 1-9, found {rating!r}"
+                )
+            classes[key[: -len("_u")]] = VALENCE_CLASSES[int(rating)]
+    return classes
 
 
 def read_labels(sarcasm_json):
@@ -508,13 +599,20 @@ if __name__ == "__main__":
         "manifests (recipes/AudioText/turbo)."
     )
     parser.add_argument(
-        "data_folder", help="the folder holding MUStARD/ and cmpt-419/"
+        "data_folder",
+        help="the folder holding MUStARD/ and cmpt-419/ (and, for the "
+        "valence task, MUStARD_Plus_Plus/)",
     )
     parser.add_argument("save_folder", help="where the fold folders go")
     parser.add_argument("--split", choices=SPLIT_KINDS, default="stratified")
     parser.add_argument("--context_lines", type=int, default=0)
+    parser.add_argument("--task", choices=TASKS, default="sarcasm")
     args = parser.parse_args()
     setup_logging()
     prepare_mustard_folds(
-        args.data_folder, args.save_folder, args.split, args.context_lines
+        args.data_folder,
+        args.save_folder,
+        args.split,
+        args.context_lines,
+        args.task,
     )

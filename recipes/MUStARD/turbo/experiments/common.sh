@@ -1,13 +1,18 @@
 # Sourced by the experiments (with data=/path/to/folder set, the folder
-# holding the clones MUStARD/ and cmpt-419/): writes MUStARD's five
-# stratified folds once (results/MUStARD_folds, or FOLDS_FOLDER) and defines
+# holding the clones MUStARD/ and cmpt-419/, and MUStARD_Plus_Plus/ for
+# TASK=valence): writes MUStARD's five stratified folds of the task (TASK:
+# sarcasm, the default, or valence) once (results/MUStARD_folds,
+# results/MUStARD_valence_folds, or FOLDS_FOLDER) and defines
 #   cross_validate HPARAMS ARGS... [-- OVERRIDES...]
 # which runs the generic recipe (recipes/AudioText/turbo) over them, with
 # MUStARD's values for HPARAMS (small.yaml or whisper.yaml) before OVERRIDES.
 corpus_dir=$(realpath "$(dirname "${BASH_SOURCE[0]}")/..")
 generic_recipe=$(realpath "$corpus_dir/../../AudioText/turbo")
-prepared_folds=${FOLDS_FOLDER:-$corpus_dir/results/MUStARD_folds}
-python "$corpus_dir/mustard_prepare.py" "$data" "$prepared_folds"
+task=${TASK:-sarcasm}
+default_folds=$corpus_dir/results/MUStARD_folds
+[[ $task == sarcasm ]] || default_folds=$corpus_dir/results/MUStARD_${task}_folds
+prepared_folds=${FOLDS_FOLDER:-$default_folds}
+python "$corpus_dir/mustard_prepare.py" "$data" "$prepared_folds" --task "$task"
 cross_validate() {
     local hparams=$1
     shift
