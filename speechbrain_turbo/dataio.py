@@ -246,11 +246,14 @@ def read_manifest(path, data_root=""):
 
     JSON: ``{id: {"wav": ..., "text": ..., <label>: ...}}``, ``{data_root}``
     in ``wav`` replaced; a key that appears twice is kept twice (for the
-    screen to report). CSV (``.csv``): the header must hold ``ID,wav,text,
+    screen to report); ``"_not_utf8": true`` (a preparation's flag) becomes
+    a :class:`RowProblem`. CSV (``.csv``): the header must hold ``ID,wav,text,
     label`` (other columns are kept), ``$data_root`` in ``wav`` replaced,
-    as SpeechBrain's loaders do; a byte-order mark is dropped and a line
-    that is not valid UTF-8 is flagged (``_not_utf8``) rather than failing
-    the whole file (:func:`decode_csv_lines`).
+    as SpeechBrain's loaders do; a byte-order mark is dropped, and a row
+    whose form is wrong but does not spoil the others (a line that is not
+    valid UTF-8, an overlong cell) carries its :class:`RowProblem`
+    (``_row_problem``) for the screen to reject rather than failing the
+    whole file.
 
     Arguments
     ---------
@@ -286,6 +289,14 @@ def read_manifest(path, data_root=""):
             entry = dict(fields)
             if isinstance(entry.get("wav"), str):
                 entry["wav"] = entry["wav"].replace("{data_root}", data_root)
+            # A preparation's flag (iemocap_prepare.py): the transcript's
+            # line in the corpus was not valid UTF-8.
+            if entry.pop("_not_utf8", False):
+                entry["_row_problem"] = RowProblem(
+                    "not_utf8",
+                    "the transcript's line in the corpus is not valid UTF-8",
+                    "save the transcription file as UTF-8",
+                )
             entries.append((item_id, f"{path} entry {item_id!r}", entry))
         return entries
 
@@ -307,9 +318,7 @@ def read_manifest(path, data_root=""):
             raise InputError(f"{path} {lines}: {problem}")
         entry = {k: v for k, v in row.items() if k is not None}
         entry["wav"] = (entry["wav"] or "").replace("$data_root", data_root)
-        if kind == "not_utf8":
-            entry["_not_utf8"] = True
-        elif problem is not None:
+        if problem is not None:
             entry["_row_problem"] = problem
         item_id = entry.pop("ID") or ""
         entries.append((item_id, f"{path} {lines} (ID {item_id!r})", entry))

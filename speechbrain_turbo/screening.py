@@ -306,7 +306,8 @@ class InputScreen:
         entries : list of (str, str, dict)
             ``(id, where, entry)`` in manifest order; an entry holds ``wav``
             (resolved path), ``text`` (None when missing) and the label,
-            and ``_not_utf8`` when its line was not valid UTF-8.
+            and ``_row_problem`` when its row's form is wrong
+            (:class:`speechbrain_turbo.dataio.RowProblem`).
         label_key : str
             The entry field holding the label.
         labels : collection of str, optional
@@ -361,13 +362,8 @@ class InputScreen:
             )
         if entry.get("_row_problem"):
             problem = entry["_row_problem"]
-            return ("row", problem.reason, problem.fix)
-        if entry.get("_not_utf8"):
-            return (
-                "text",
-                "text that is not valid UTF-8",
-                "save the manifest as UTF-8",
-            )
+            column = "text" if problem.kind == "not_utf8" else "row"
+            return (column, problem.reason, problem.fix)
         text = entry.get("text")
         if text is None or not str(text).strip():
             reason = (

@@ -185,17 +185,24 @@ def test_json_manifest_duplicates_and_missing_transcripts(tmp_path):
     )
     again = json.dumps({"wav": wav, "text": "Again.", "emo": "neu"})
     other = json.dumps({"wav": wav, "text": "Sad.", "emo": "sad"})
+    # iemocap_prepare.py's flag for a transcript line that is not UTF-8.
+    garbled = json.dumps(
+        {"wav": wav, "text": "Caf\ufffd.", "emo": "neu", "_not_utf8": True}
+    )
     # A JSON object may repeat a key; json.load would keep only the last.
     path.write_text(
-        f'{{"a": {first}, "b": {missing}, "a": {again}, "c": {other}}}'
+        f'{{"a": {first}, "b": {missing}, "a": {again}, "c": {other}, '
+        f'"d": {garbled}}}'
     )
     screened = screen_manifests(
         {"train": str(path)}, str(tmp_path), on_bad_input="skip"
     )
     assert list(json.loads(open(screened["train"]).read())) == ["a", "c"]
-    reasons = {r["id"]: r["reason"] for r in read_rejects(tmp_path)}
-    assert reasons["b"] == "missing transcript (no line in 't.txt')"
-    assert reasons["a"].startswith("duplicate id (first at ")
+    rejects = {r["id"]: r for r in read_rejects(tmp_path)}
+    assert rejects["b"]["reason"] == "missing transcript (no line in 't.txt')"
+    assert rejects["a"]["reason"].startswith("duplicate id (first at ")
+    assert rejects["d"]["column"] == "text"
+    assert "not valid UTF-8" in rejects["d"]["reason"]
 
 
 def test_unknown_policy_is_refused(tmp_path):
