@@ -66,6 +66,7 @@ from speechbrain.dataio.batch import PaddedBatch  # noqa: E402
 
 from speechbrain_turbo.brain import TurboBrain  # noqa: E402
 from speechbrain_turbo.dataio import (  # noqa: E402
+    INPUT_KEYS,
     normalize_transcript,
     transcript_group_ids,
 )
@@ -228,7 +229,7 @@ def make_batch(args, batch_size, text_to_ids, corpus, num_classes, rng):
                 "id": f"bench_{row}",
                 "audio": 0.1
                 * torch.randn(int(seconds * SAMPLE_RATE), generator=rng),
-                "text": torch.LongTensor(text_to_ids(text)),
+                "token_ids": torch.LongTensor(text_to_ids(text)),
                 "transcript": normalize_transcript(text),
                 "raw_text": text,
                 "label": torch.randint(num_classes, (1,), generator=rng),
@@ -503,7 +504,7 @@ def measure_setup(name, precision, args, work):
     with torch.no_grad():
         for m in hparams["modalities"]:
             encoder = baseline_hparams["modules"][f"{m}_encoder"]
-            encoder.train()(*batch[m])
+            encoder.train()(*batch[INPUT_KEYS[m]])
     if tokenizer is not None:
         baseline_hparams["text_tokenizer"] = tokenizer
     classifiers = {
@@ -529,7 +530,7 @@ def measure_setup(name, precision, args, work):
         "audio_seconds": [
             round(len(i["audio"]) / SAMPLE_RATE, 2) for i in items
         ],
-        "tokens": [len(i["text"]) for i in items],
+        "tokens": [len(i["token_ids"]) for i in items],
         "parameters_M": round(
             sum(p.numel() for p in brain.modules.parameters()) / 1e6, 2
         ),

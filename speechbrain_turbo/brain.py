@@ -39,7 +39,7 @@ import torch.nn.functional as F
 from speechbrain.utils.logger import get_logger
 
 from speechbrain_turbo.brain_workarounds import SpeechBrainWorkarounds
-from speechbrain_turbo.dataio import transcript_group_ids
+from speechbrain_turbo.dataio import INPUT_KEYS, transcript_group_ids
 from speechbrain_turbo.losses import share_of_global_batch, symmetric_kl
 from speechbrain_turbo.metrics import alignment, contrastive_diagnostics
 from speechbrain_turbo.optimizers import EncoderOptimizers, encoder_parameters
@@ -201,7 +201,9 @@ class TurboBrain(
         Arguments
         ---------
         batch : PaddedBatch
-            Holds one ``PaddedData`` per modality name, and ``label``.
+            Holds each modality's input under its key in
+            :data:`speechbrain_turbo.dataio.INPUT_KEYS` (``audio``,
+            ``token_ids``), and ``label``.
         stage : sb.Stage
             TRAIN, VALID or TEST.
 
@@ -246,7 +248,7 @@ class TurboBrain(
         audio goes through ``wav_augment`` first (once for both views).
         """
         inputs = {
-            m: tuple(batch[m])
+            m: tuple(batch[INPUT_KEYS[m]])
             for m in self.modalities
             if m not in self.missing_modalities
         }

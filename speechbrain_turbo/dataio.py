@@ -39,6 +39,9 @@ _resample_warned = set()
 MAX_RESAMPLING_TERM = 1000
 
 MANIFEST_COLUMNS = ("ID", "wav", "text", "label")
+# The batch key holding each modality's model input: the waveform, and the
+# transcript's token ids (the transcript itself is ``transcript``).
+INPUT_KEYS = {"audio": "audio", "text": "token_ids"}
 # A manifest cell longer than this is a bad entry (csv's own default limit).
 MAX_CELL_CHARACTERS = 131072
 
@@ -614,8 +617,9 @@ def audio_text_datasets(
     Returns
     -------
     dict
-        Split name -> DynamicItemDataset with output keys ``id``, ``audio``,
-        ``text``, ``transcript`` and ``label``.
+        Split name -> DynamicItemDataset with output keys ``id``, ``audio``
+        (the waveform), ``token_ids``, ``transcript`` (the normalised text)
+        and ``label`` (the class id).
     """
 
     @sb.utils.data_pipeline.takes("wav")
@@ -625,7 +629,7 @@ def audio_text_datasets(
         return load_audio(wav, sample_rate)
 
     @sb.utils.data_pipeline.takes("id", "text")
-    @sb.utils.data_pipeline.provides("transcript", "text_ids")
+    @sb.utils.data_pipeline.provides("transcript", "token_ids")
     def text_pipeline(utterance_id, text):
         """The normalised transcript, then its token ids."""
         yield normalize_transcript(text)
@@ -653,13 +657,11 @@ def audio_text_datasets(
             replacements={"data_root": data_root},
             dynamic_items=[audio_pipeline, text_pipeline, label_pipeline],
         )
-    # "text" in a batch is the token ids: the name the text encoder reads.
     for dataset in datasets.values():
         dataset.set_output_keys(
             {
                 "id": "id",
-                "audio": "audio",
-                "text": "text_ids",
+                **{key: key for key in INPUT_KEYS.values()},
                 "transcript": "transcript",
                 "label": "class_id",
             }

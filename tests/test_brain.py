@@ -73,7 +73,9 @@ def make_batch(batch_size=4):
             {
                 "id": f"utt{i}",
                 "audio": torch.randn(10 + i, 6, generator=generator),
-                "text": torch.randint(1, 20, (3 + i,), generator=generator),
+                "token_ids": torch.randint(
+                    1, 20, (3 + i,), generator=generator
+                ),
                 "transcript": transcripts[i % 4],
                 "label": torch.LongTensor([i % NUM_CLASSES]),
             }

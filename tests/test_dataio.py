@@ -51,7 +51,7 @@ def test_items_hold_audio_tokens_transcript_and_label(tmp_path):
     item = datasets["train"][1]
     assert item["id"] == "u1"
     assert item["audio"].shape == (1600,)
-    assert item["text"].tolist() == [2, 4]
+    assert item["token_ids"].tolist() == [2, 4]
     assert item["transcript"] == "go away"
     assert item["label"].tolist() == [encoder.encode_label("ang")]
 
