@@ -69,14 +69,14 @@ class TurboBrain(
     >>> from speechbrain.nnet.linear import Linear
     >>> from speechbrain_turbo.losses import TurboLoss
     >>> from speechbrain_turbo.models import (
-    ...     ConcatFusion, ConvEncoder, ModalityEncoder, ProjectionHead
+    ...     ModalityFusion, ConvEncoder, ModalityEncoder, ProjectionHead
     ... )
     >>> modules = {
     ...     "audio_encoder": ModalityEncoder(
     ...         ConvEncoder(input_size=4, channels=[8], dropout=0.2)
     ...     ),
     ...     "audio_projection": ProjectionHead(8, 8, 4),
-    ...     "fusion": ConcatFusion({"audio": 8}, ["audio"], hidden_size=8),
+    ...     "fusion": ModalityFusion({"audio": 8}, ["audio"], hidden_size=8),
     ...     "classifier": Linear(input_size=8, n_neurons=2),
     ...     "turbo_loss": TurboLoss(temperature=0.1),
     ... }

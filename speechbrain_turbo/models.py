@@ -493,9 +493,9 @@ class ProjectionHead(torch.nn.Module):
         return self.mlp(x)
 
 
-class ConcatFusion(torch.nn.Module):
-    """Concatenates the modalities' embeddings and mixes them with an MLP,
-    or, without interactions, sums one MLP per modality.
+class ModalityFusion(torch.nn.Module):
+    """Fuses the modalities' embeddings: one MLP over their concatenation
+    (with interactions), or the sum of one MLP per modality (late fusion).
 
     Arguments
     ---------
@@ -535,12 +535,12 @@ class ConcatFusion(torch.nn.Module):
 
     Example
     -------
-    >>> fusion = ConcatFusion({"audio": 16, "text": 8}, ["audio", "text"], 12)
+    >>> fusion = ModalityFusion({"audio": 16, "text": 8}, ["audio", "text"], 12)
     >>> fusion({"audio": torch.randn(2, 16), "text": torch.randn(2, 8)}).shape
     torch.Size([2, 12])
     >>> fusion({"audio": torch.randn(2, 16)}).shape  # no text
     torch.Size([2, 12])
-    >>> late = ConcatFusion(
+    >>> late = ModalityFusion(
     ...     {"audio": 16, "text": 8}, ["audio", "text"], 12, interactions=False
     ... )
     >>> late({"audio": torch.randn(2, 16), "text": torch.randn(2, 8)}).shape
@@ -565,7 +565,7 @@ class ConcatFusion(torch.nn.Module):
         unknown = [m for m in modalities if m not in input_sizes]
         if unknown:
             raise ValueError(
-                f"ConcatFusion has no input size for modalities {unknown}: "
+                f"ModalityFusion has no input size for modalities {unknown}: "
                 f"add them to its input_sizes (now {dict(input_sizes)})"
             )
         self.modalities = list(modalities)
@@ -628,14 +628,14 @@ class ConcatFusion(torch.nn.Module):
             if size is not None and embedding.shape[-1] != size:
                 got = {k: v.shape[-1] for k, v in present.items()}
                 raise ValueError(
-                    f"ConcatFusion expects embeddings of sizes "
+                    f"ModalityFusion expects embeddings of sizes "
                     f"{self.input_sizes} but got {got}: check the fusion "
                     "input_sizes and the encoders' output sizes in the hparams"
                 )
         used = [m for m in self.modalities if m in present]
         if not used:
             raise ValueError(
-                f"ConcatFusion got none of its modalities {self.modalities}"
+                f"ModalityFusion got none of its modalities {self.modalities}"
             )
         rows = present[used[0]].shape[0]
         if self.norms is not None:
@@ -667,3 +667,8 @@ class ConcatFusion(torch.nn.Module):
             )
             for k, (m, part) in enumerate(zip(self.modalities, parts))
         ]
+
+
+# The name of ModalityFusion in the hyperparams.yaml of model folders
+# exported before it was renamed: they still load.
+ConcatFusion = ModalityFusion

@@ -176,7 +176,7 @@ class StageReports:
         """Tests with some modalities withheld, e.g. no transcripts.
 
         The fusion puts its "absent" embedding in their place (see
-        :class:`speechbrain_turbo.models.ConcatFusion`: learned with modality
+        :class:`speechbrain_turbo.models.ModalityFusion`: learned with modality
         dropout, else a zero vector that training never saw, which the log
         says); the reports are
         written as ``test_metrics_without_<modalities>.json`` and

@@ -19,9 +19,9 @@ from speechbrain_turbo.dataio import transcript_group_ids
 from speechbrain_turbo.losses import TurboLoss
 from speechbrain_turbo.metrics import alignment, uniformity
 from speechbrain_turbo.models import (
-    ConcatFusion,
     ConvEncoder,
     ModalityEncoder,
+    ModalityFusion,
     ProjectionHead,
     WeightedLayerSum,
 )
@@ -41,7 +41,7 @@ def make_brain(dropout=0.3, turbo_weight=0.5, twin_pass=True, **hparams):
         ),
         "audio_projection": ProjectionHead(8, 8, 4),
         "text_projection": ProjectionHead(8, 8, 4),
-        "fusion": ConcatFusion(
+        "fusion": ModalityFusion(
             {"audio": 8, "text": 8},
             hparams.get("modalities", ["audio", "text"]),
             hidden_size=8,
@@ -502,7 +502,7 @@ def test_a_non_finite_loss_skips_its_accumulation_window():
 
 def test_modality_dropout_replaces_one_modality_of_some_rows():
     torch.manual_seed(0)
-    fusion = ConcatFusion(
+    fusion = ModalityFusion(
         {"audio": 3, "text": 2}, ["audio", "text"], 4, modality_dropout=0.3
     )
     with torch.no_grad():

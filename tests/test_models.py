@@ -4,7 +4,7 @@ the fusion with and without cross-modal interactions; the training crop."""
 import torch
 from speechbrain.lobes.models.ECAPA_TDNN import ECAPA_TDNN
 
-from speechbrain_turbo.models import ConcatFusion, ModalityEncoder, RandomCrop
+from speechbrain_turbo.models import ModalityEncoder, ModalityFusion, RandomCrop
 
 
 class RecordingMask(torch.nn.Module):
@@ -79,7 +79,7 @@ def test_fusion_without_interactions_adds_per_modality_logits():
         return logits[1] - logits[0]
 
     for interactions in (False, True):
-        fusion = ConcatFusion(
+        fusion = ModalityFusion(
             {"audio": 16, "text": 8},
             ["audio", "text"],
             12,
@@ -127,7 +127,7 @@ def test_random_crop_keeps_a_window_of_each_row_and_short_rows_whole():
 
 
 def test_fusion_standardises_each_modality_on_the_classifiers_path_only():
-    fusion = ConcatFusion(
+    fusion = ModalityFusion(
         {"audio": 4, "text": 3}, ["audio", "text"], 5, standardise=True
     ).train()
     audio = 10 + 0.1 * torch.randn(8, 4)  # large offset, small spread
