@@ -483,7 +483,7 @@ def measure_setup(name, precision, args, work):
     )
     brain.on_fit_start()
     variants = ["baseline", "turbo"]
-    if getattr(hparams.get("audio_model"), "shares_front_end", False):
+    if getattr(hparams.get("audio_model"), "shares_run_once", False):
         variants.append("turbo_unshared_cnn")
     if "text_model" in hparams:
         variants.append("turbo_checkpointing")

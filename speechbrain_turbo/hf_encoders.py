@@ -172,7 +172,7 @@ class HFSpeechEncoder(ConfigOverridesMixin, Wav2Vec2):
         Recompute the transformer's activations in backward (less memory).
     share_front_end : bool
         With a frozen CNN, run it once for both Turbo views (see
-        :attr:`shares_front_end`). False runs it once per view, as
+        :attr:`shares_run_once`). False runs it once per view, as
         two plain forwards would: for measuring what the sharing saves.
     **kwargs
         Passed to ``Wav2Vec2`` (``freeze``, ``output_norm``...).
@@ -225,9 +225,10 @@ class HFSpeechEncoder(ConfigOverridesMixin, Wav2Vec2):
         self.share_front_end = share_front_end
 
     @property
-    def shares_front_end(self):
-        """True when the CNN is frozen (and sharing is on): the two Turbo
-        views then share its output (see
+    def shares_run_once(self):
+        """True when the CNN is frozen (and sharing is on): it then runs
+        once (:meth:`run_once`) and the rest once per Turbo view
+        (:meth:`run_per_view`; see
         :meth:`speechbrain_turbo.models.ModalityEncoder.forward`).
         """
         return (
@@ -247,12 +248,12 @@ class HFSpeechEncoder(ConfigOverridesMixin, Wav2Vec2):
             return {"add_adapter": False}
         return {}
 
-    def front_end(self, wav, wav_lens=None):
+    def run_once(self, wav, wav_lens=None):
         """The frozen CNN's output, computed once for both Turbo views.
 
         The CNN has no dropout, so both views would compute the same thing;
         :class:`speechbrain_turbo.models.ModalityEncoder` repeats this
-        output instead (the rest of the encoder, :meth:`encode_front_end`,
+        output instead (the rest of the encoder, :meth:`run_per_view`,
         runs on both views).
 
         Arguments
@@ -281,7 +282,7 @@ class HFSpeechEncoder(ConfigOverridesMixin, Wav2Vec2):
             )
         return features, frame_mask
 
-    def encode_front_end(self, features, frame_mask=None):
+    def run_per_view(self, features, frame_mask=None):
         """The rest of the encoder (projection, transformer), with dropout.
 
         As the HuggingFace model's ``forward`` after its CNN.
@@ -289,7 +290,7 @@ class HFSpeechEncoder(ConfigOverridesMixin, Wav2Vec2):
         Arguments
         ---------
         features : torch.Tensor
-            ``[B, T', C]`` from :meth:`front_end` (possibly repeated).
+            ``[B, T', C]`` from :meth:`run_once` (possibly repeated).
         frame_mask : torch.Tensor, optional
             ``[B, T']`` True on real frames.
 
@@ -479,7 +480,7 @@ class HFWhisperEncoder(ConfigOverridesMixin, HFTransformersInterface):
     ``pad_to_30s=True`` encodes as Whisper does, for comparison.
 
     The convolutional front end has no dropout: the two Turbo views share
-    its output (:attr:`shares_front_end`), trainable or not. The decoder is
+    its output (:attr:`shares_run_once`), trainable or not. The decoder is
     dropped after loading.
 
     Arguments
@@ -518,7 +519,7 @@ class HFWhisperEncoder(ConfigOverridesMixin, HFTransformersInterface):
         SUPERB's downstream recipe) instead of the last kept layer's.
     frozen_layers : int
         The first ``frozen_layers`` encoder layers (and the front end) are
-        not trained and run without dropout in :meth:`front_end`: once per
+        not trained and run without dropout in :meth:`run_once`: once per
         batch, without a graph, their output shared by the two Turbo views,
         which then differ by the dropout of the layers above only. Cuts the
         cost of a step when the lower layers need no fine-tuning.
@@ -619,9 +620,11 @@ class HFWhisperEncoder(ConfigOverridesMixin, HFTransformersInterface):
         return self
 
     @property
-    def shares_front_end(self):
-        """True when sharing is on: the convolutions are deterministic, so
-        the two Turbo views share their output.
+    def shares_run_once(self):
+        """True when sharing is on: the log-Mel features, the convolutions
+        and the frozen layers have no dropout, so they run once
+        (:meth:`run_once`) and the rest once per Turbo view
+        (:meth:`run_per_view`).
         """
         return self.share_front_end
 
@@ -654,7 +657,7 @@ class HFWhisperEncoder(ConfigOverridesMixin, HFTransformersInterface):
         log_spec = torch.maximum(log_spec, peak - 8.0)
         return (log_spec + 4.0) / 4.0
 
-    def front_end(self, wav, wav_lens=None):
+    def run_once(self, wav, wav_lens=None):
         """Log-Mel features, the two convolutions and the frozen layers (no
         dropout).
 
@@ -675,7 +678,7 @@ class HFWhisperEncoder(ConfigOverridesMixin, HFTransformersInterface):
         frame_mask : torch.Tensor or None
             None, or where silence was appended (``pad_to_30s``,
             ``extra_silence_seconds``) ``[B, T']``, True on the frames of
-            the batch's own length (the ones :meth:`encode_front_end`
+            the batch's own length (the ones :meth:`run_per_view`
             returns). Whisper's layers attend to every frame.
         """
         samples = wav.shape[1]
@@ -729,16 +732,16 @@ class HFWhisperEncoder(ConfigOverridesMixin, HFTransformersInterface):
             return hidden
         return torch.stack(outputs, dim=2)
 
-    def encode_front_end(self, features, frame_mask=None):
+    def run_per_view(self, features, frame_mask=None):
         """Positional embeddings (cut to the frame count), dropout and the
         encoder layers, as Whisper's encoder after its convolutions.
 
         Arguments
         ---------
         features : torch.Tensor
-            From :meth:`front_end` (possibly repeated).
+            From :meth:`run_once` (possibly repeated).
         frame_mask : torch.Tensor, optional
-            From :meth:`front_end`: the frames to return (None: all).
+            From :meth:`run_once`: the frames to return (None: all).
 
         Returns
         -------
@@ -786,5 +789,5 @@ class HFWhisperEncoder(ConfigOverridesMixin, HFTransformersInterface):
         torch.Tensor
             ``[B, T', D]`` hidden states, one frame per 20 ms of the batch.
         """
-        features, frame_mask = self.front_end(wav, wav_lens)
-        return self.encode_front_end(features, frame_mask)
+        features, frame_mask = self.run_once(wav, wav_lens)
+        return self.run_per_view(features, frame_mask)

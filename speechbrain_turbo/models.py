@@ -166,14 +166,13 @@ class ModalityEncoder(torch.nn.Module):
         features = self.features(inputs, lengths)
         if num_views == 1:
             return self.embed(features, lengths)
-        if getattr(self.encoder, "shares_front_end", False):
-            # The encoder's deterministic front part (e.g. wav2vec 2.0's
-            # frozen CNN, Whisper's convolutions) runs once too. Sharing a
-            # trainable front end's output is exact: its gradient is the
-            # sum over the views, as with two runs.
-            shared, frame_mask = self.encoder.front_end(features, lengths)
+        if getattr(self.encoder, "shares_run_once", False):
+            # What is frozen runs once, what trains runs on both views: the
+            # encoder's part without dropout (wav2vec 2.0's frozen CNN,
+            # Whisper's convolutions and frozen layers) runs once too.
+            shared, frame_mask = self.encoder.run_once(features, lengths)
             views = twin_pass(
-                self._embed_front_end,
+                self._embed_per_view,
                 shared,
                 frame_mask,
                 lengths,
@@ -185,9 +184,11 @@ class ModalityEncoder(torch.nn.Module):
             )
         return torch.cat(views)
 
-    def _embed_front_end(self, shared, frame_mask, lengths):
-        """Encodes and pools the output of the encoder's ``front_end``."""
-        hidden = self.encoder.encode_front_end(shared, frame_mask)
+    def _embed_per_view(self, shared, frame_mask, lengths):
+        """Runs the encoder's trained part on the output of its
+        ``run_once``, and pools.
+        """
+        hidden = self.encoder.run_per_view(shared, frame_mask)
         pooled = _call_with_lengths(self.pooling, hidden, lengths)
         return pooled.reshape(pooled.shape[0], -1)
 

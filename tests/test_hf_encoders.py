@@ -180,7 +180,7 @@ def test_twin_pass_shares_the_frozen_cnn_and_matches_two_full_passes(
         )
     )
     model.train()  # no dropout: both views must equal the one-view output
-    assert model.encoder.shares_front_end
+    assert model.encoder.shares_run_once
     wav = torch.randn(3, 9000, generator=torch.Generator().manual_seed(0))
     lengths = torch.tensor([1.0, 0.7, 0.45])
     cnn_calls = []
@@ -375,7 +375,7 @@ def test_whisper_views_differ_by_dropout_and_share_the_front_end(
     outputs, grads = [], []
     for share in (True, False):
         model = branch(0.0, share)
-        assert model.encoder.shares_front_end == share
+        assert model.encoder.shares_run_once == share
         out = model(wavs, lengths, num_views=2)
         out.pow(2).sum().backward()
         grads.append(model.encoder.model.conv1.weight.grad.clone())
@@ -443,7 +443,7 @@ def test_whisper_layer_weighted_sum_combines_every_kept_layer(
     with torch.no_grad():
         hidden = encoder(wav)
         # HuggingFace's own layer outputs, on the same own-length input.
-        features, _ = encoder.front_end(wav)
+        features, _ = encoder.run_once(wav)
         reference = transformers.WhisperModel.from_pretrained(whisper_source)
         first = features + reference.encoder.embed_positions.weight[:25]
         layer = reference.encoder.layers[0](first, None)
@@ -485,9 +485,9 @@ def test_whisper_frozen_layers_run_once_for_both_views(
     branch = ModalityEncoder(frozen).train()
     assert not frozen.model.layers[0].training
     assert frozen.model.layers[1].training
-    shared, _ = frozen.front_end(wavs, lengths)
+    shared, _ = frozen.run_once(wavs, lengths)
     assert not shared.requires_grad
-    torch.testing.assert_close(shared, frozen.front_end(wavs, lengths)[0])
+    torch.testing.assert_close(shared, frozen.run_once(wavs, lengths)[0])
     first, second = branch(wavs, lengths, num_views=2).chunk(2)
     assert not torch.allclose(first, second)
     (first - second).pow(2).sum().backward()
