@@ -78,7 +78,8 @@ keep_small_files() {
         find . -name test_metrics.json -printf '%h\n' | while read -r run; do
             find "$run" -maxdepth 1 \( -name history.jsonl \
                 -o -name 'test_metrics*.json' -o -name 'test_predictions*.csv' \
-                -o -name run_record.json -o -name train_log.txt \) \
+                -o -name run_record.json -o -name train_log.txt \
+                -o -name cpu_seconds.txt \) \
                 -exec cp --parents {} "$2" \;
         done)
 }

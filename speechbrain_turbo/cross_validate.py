@@ -108,21 +108,62 @@ def run_one(
         with lock:
             # It may have finished in another process since the check above.
             if not os.path.exists(metrics_file):
-                with open(log_path, "w", encoding="utf-8") as log:
-                    done = subprocess.run(
-                        command,
-                        cwd=os.path.dirname(train_py),
-                        env=env,
-                        stdout=log,
-                        stderr=log,
+                with open(log_path, "a", encoding="utf-8") as log:
+                    returncode = _run_and_count_cpu(
+                        command, os.path.dirname(train_py), env, log, run_folder
                     )
-                if done.returncode != 0:
+                if returncode != 0:
                     logger.error("Failed: see %s", log_path)
                     return None
     if delete_checkpoints:
         _delete_checkpoints(run_folder)
     with open(metrics_file, encoding="utf-8") as f:
         return json.load(f)
+
+
+# Per run folder: the CPU seconds of each attempt at the run.
+CPU_FILE = "cpu_seconds.txt"
+
+
+def _run_and_count_cpu(command, cwd, env, log, run_folder):
+    """Runs ``command`` to its end and appends the CPU seconds it used (its
+    threads and the processes it waited for) to ``CPU_FILE`` in
+    ``run_folder``: one line per attempt, so that a run resumed after an
+    interruption counts every part. Returns its exit code.
+    """
+    child = subprocess.Popen(command, cwd=cwd, env=env, stdout=log, stderr=log)
+    try:
+        _, status, usage = os.wait4(child.pid, 0)
+    except BaseException:
+        child.kill()
+        child.wait()
+        raise
+    child.returncode = os.waitstatus_to_exitcode(status)
+    with open(os.path.join(run_folder, CPU_FILE), "a", encoding="utf-8") as f:
+        f.write(f"{usage.ru_utime + usage.ru_stime:.3f}\n")
+    return child.returncode
+
+
+def cpu_minutes(run_folder, metrics):
+    """A run's CPU minutes: every attempt's, as :func:`run_one` counted them,
+    else what the last process reported (``process_cpu_minutes``).
+
+    Arguments
+    ---------
+    run_folder : str
+        The run's output folder.
+    metrics : dict
+        Its ``test_metrics.json``.
+
+    Returns
+    -------
+    float or None
+    """
+    path = os.path.join(run_folder, CPU_FILE)
+    if not os.path.exists(path):
+        return metrics.get("process_cpu_minutes")
+    with open(path, encoding="utf-8") as f:
+        return sum(float(line) for line in f if line.strip()) / 60
 
 
 def _delete_checkpoints(run_folder):
@@ -402,7 +443,7 @@ def main(train_py, fold_key=None, argv=None):
             "valid_UA": m["selected_on_valid"].get("UA"),
             **{k: m[k] for k in METRICS},
             "UA_without_text": _without_text_UA(run_folder),
-            "cpu_minutes": m.get("process_cpu_minutes"),
+            "cpu_minutes": cpu_minutes(run_folder, m),
             "epoch": m["epoch"],
             "folder": os.path.relpath(run_folder, folder),
         }

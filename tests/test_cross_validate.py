@@ -1,5 +1,6 @@
 """The cross-validation runner: resume, locking and tables."""
 
+import csv
 import fcntl
 import json
 import os
@@ -212,3 +213,38 @@ def test_collect_pairs_every_configuration_with_a_reference(tmp_path):
         "| test UA − baseline, paired | test macro-F1 − baseline, paired |"
     )
     assert "| +6.0 ± 6.9 (2 of 3 ahead) | +6.0 ± 6.9 (2 of 3 ahead) |" in table
+
+
+def test_cpu_minutes_count_every_attempt_at_a_run(tmp_path):
+    # A stand-in train.py: burns CPU, fails its first attempt (as a run
+    # killed mid-training), finishes the second.
+    train_py = tmp_path / "train.py"
+    train_py.write_text(
+        "import json, os, sys, time\n"
+        "out = [a.split('=', 1)[1] for a in sys.argv if "
+        "a.startswith('--output_folder=')][0]\n"
+        "start = time.process_time()\n"
+        "while time.process_time() - start < 0.3:\n"
+        "    pass\n"
+        "marker = os.path.join(out, 'tried')\n"
+        "if not os.path.exists(marker):\n"
+        "    open(marker, 'w').close()\n"
+        "    sys.exit(1)\n"
+        "json.dump({'WA': 0.6, 'UA': 0.5, 'macro_F1': 0.4, 'epoch': 2, "
+        "'process_cpu_minutes': 0.001, 'selected_on_valid': {'UA': 0.5}}, "
+        "open(os.path.join(out, 'test_metrics.json'), 'w'))\n"
+    )
+    root = tmp_path / "cv"
+    arguments = ["h.yaml", "--name=run", "--folds", "1", "--seeds", "1"]
+    arguments.append(f"--output_root={root}")
+    with pytest.raises(SystemExit):
+        cross_validate.main(str(train_py), "test_fold", arguments)
+    cross_validate.main(str(train_py), "test_fold", arguments)
+    run = root / "run" / "fold1_seed1"
+    attempts = (run / "cpu_seconds.txt").read_text().split()
+    assert len(attempts) == 2 and all(float(a) >= 0.3 for a in attempts)
+    with open(root / "run" / "results.csv", newline="") as f:
+        (row,) = list(csv.DictReader(f))
+    assert float(row["cpu_minutes"]) == pytest.approx(
+        sum(float(a) for a in attempts) / 60, abs=1e-3
+    )
