@@ -128,8 +128,9 @@ CPU_FILE = "cpu_seconds.txt"
 def _run_and_count_cpu(command, cwd, env, log, run_folder):
     """Runs ``command`` to its end and appends the CPU seconds it used (its
     threads and the processes it waited for) to ``CPU_FILE`` in
-    ``run_folder``: one line per attempt, so that a run resumed after an
-    interruption counts every part. Returns its exit code.
+    ``run_folder``: one line per attempt, so that a run that failed or was
+    stopped and then resumed counts every attempt this runner saw end (not
+    one cut short by killing the runner itself). Returns its exit code.
     """
     child = subprocess.Popen(command, cwd=cwd, env=env, stdout=log, stderr=log)
     try:
