@@ -273,3 +273,15 @@ def test_pretrained_whisper_recipe_trains_exports_and_classifies(
     for item_id, entry in test.items():
         labels = classifier.classify_file(entry["wav"], text=entry["text"])[3]
         assert labels[0] == recipe[item_id], item_id
+
+
+def test_the_command_line_names_a_folder_without_wav_in_one_line(tmp_path):
+    result = run_python(
+        PREPARATION, "emodb_prepare.py", str(tmp_path), str(tmp_path / "out")
+    )
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines()[-1] == (
+        f"emodb_prepare.py: {tmp_path / 'wav'} does not exist: data_folder "
+        "must be the EmoDB folder holding wav/ (files named like 03a01Fa.wav)"
+    )

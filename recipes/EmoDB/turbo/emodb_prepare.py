@@ -330,4 +330,10 @@ if __name__ == "__main__":
     parser.add_argument("save_folder", help="where fold1..fold5 go")
     args = parser.parse_args()
     setup_logging()
-    prepare_emodb_folds(args.data_folder, args.save_folder)
+    try:
+        prepare_emodb_folds(args.data_folder, args.save_folder)
+    except (
+        ValueError,
+        FileNotFoundError,
+    ) as error:  # a folder or file at fault
+        raise SystemExit(f"emodb_prepare.py: {error}") from None

@@ -609,10 +609,13 @@ if __name__ == "__main__":
     parser.add_argument("--task", choices=TASKS, default="sarcasm")
     args = parser.parse_args()
     setup_logging()
-    prepare_mustard_folds(
-        args.data_folder,
-        args.save_folder,
-        args.split,
-        args.context_lines,
-        args.task,
-    )
+    try:
+        prepare_mustard_folds(
+            args.data_folder,
+            args.save_folder,
+            args.split,
+            args.context_lines,
+            args.task,
+        )
+    except (ValueError, FileNotFoundError) as error:  # a file at fault
+        raise SystemExit(f"mustard_prepare.py: {error}") from None

@@ -3,6 +3,7 @@
 #   cross_validate HPARAMS ARGS... [-- OVERRIDES...]
 # which runs the generic recipe (recipes/AudioText/turbo) over them, with
 # EmoDB's values for HPARAMS (small.yaml or whisper.yaml) before OVERRIDES.
+: "${data:?set data=/path/to/EmoDB before sourcing experiments/common.sh}"
 corpus_dir=$(realpath "$(dirname "${BASH_SOURCE[0]}")/..")
 generic_recipe=$(realpath "$corpus_dir/../../AudioText/turbo")
 prepared_folds=${FOLDS_FOLDER:-$corpus_dir/results/EmoDB_folds}

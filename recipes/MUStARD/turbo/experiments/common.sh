@@ -6,6 +6,7 @@
 #   cross_validate HPARAMS ARGS... [-- OVERRIDES...]
 # which runs the generic recipe (recipes/AudioText/turbo) over them, with
 # MUStARD's values for HPARAMS (small.yaml or whisper.yaml) before OVERRIDES.
+: "${data:?set data=/path/to/folder (holding MUStARD/ and cmpt-419/) before sourcing experiments/common.sh}"
 corpus_dir=$(realpath "$(dirname "${BASH_SOURCE[0]}")/..")
 generic_recipe=$(realpath "$corpus_dir/../../AudioText/turbo")
 task=${TASK:-sarcasm}
