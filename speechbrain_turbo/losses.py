@@ -77,11 +77,11 @@ class TurboLoss(torch.nn.Module):
         ``"mean"``: ``in_modal`` and ``cross_modal`` are the means of their
         terms (1 in-modal term per modality, 4 cross-modal terms per pair of
         modalities); ``"sum"``: their sums, as in the paper.
-    symmetric : bool or str
-        True: every term averages both directions (``l(x -> y)`` and
-        ``l(y -> x)``); False: one direction (first view or first modality
-        as the anchor); ``"cross_modal"``: in-modal terms one-directional,
-        cross-modal terms symmetric.
+    symmetric : str
+        ``"all"``: every term averages both directions (``l(x -> y)`` and
+        ``l(y -> x)``); ``"none"``: one direction (first view or first
+        modality as the anchor); ``"cross_modal"``: in-modal terms
+        one-directional, cross-modal terms both ways.
     gather_across_ranks : bool or None
         Use every process's rows as negatives under ``torch.distributed``.
         None (default): whenever a process group of several processes is
@@ -107,7 +107,7 @@ class TurboLoss(torch.nn.Module):
 
     MAX_INVERSE_TEMPERATURE = 100.0
     REDUCTIONS = ("mean", "sum")
-    SYMMETRIC = (True, False, "cross_modal")
+    SYMMETRIC = ("all", "cross_modal", "none")
 
     def __init__(
         self,
@@ -119,7 +119,7 @@ class TurboLoss(torch.nn.Module):
         gather_across_ranks=None,
         label_positives=False,
         reduction="mean",
-        symmetric=True,
+        symmetric="all",
     ):
         super().__init__()
         if reduction not in self.REDUCTIONS:
@@ -127,10 +127,11 @@ class TurboLoss(torch.nn.Module):
                 "TurboLoss reduction must be 'mean' or 'sum', "
                 f"got {reduction!r}"
             )
-        if symmetric not in self.SYMMETRIC:
+        if not isinstance(symmetric, str) or symmetric not in self.SYMMETRIC:
             raise ValueError(
-                "TurboLoss symmetric must be True, False or 'cross_modal', "
-                f"got {symmetric!r}"
+                "TurboLoss symmetric must be 'all', 'cross_modal' or 'none' "
+                f"(every term both ways, the cross-modal ones, or none), got "
+                f"{symmetric!r}"
             )
         self.reduction = reduction
         self.symmetric = symmetric
@@ -246,9 +247,9 @@ class TurboLoss(torch.nn.Module):
                 )
                 return (there + back) / 2
 
-            in_terms = [term(m, 0, m, 1, self.symmetric is True) for m in unit]
+            in_terms = [term(m, 0, m, 1, self.symmetric == "all") for m in unit]
             cross_terms = [
-                term(m, i, n, j, bool(self.symmetric))
+                term(m, i, n, j, self.symmetric != "none")
                 for m, n in itertools.combinations(unit, 2)
                 for i in (0, 1)
                 for j in (0, 1)

@@ -18,7 +18,7 @@ def reference_turbo(
     groups,
     positive_labels=None,
     reduction="mean",
-    symmetric=True,
+    symmetric="all",
 ):
     """The definition, one row and one term at a time. With
     ``positive_labels``, same-label columns are positives (supervised
@@ -70,11 +70,11 @@ def reference_turbo(
 
     normed = {m: (unit(a), unit(b)) for m, (a, b) in views.items()}
     in_modal = reduce(
-        [term(a, b, symmetric is True) for a, b in normed.values()]
+        [term(a, b, symmetric == "all") for a, b in normed.values()]
     )
     cross_modal = reduce(
         [
-            term(x, y, bool(symmetric))
+            term(x, y, symmetric != "none")
             for m, n in itertools.combinations(normed, 2)
             for x in normed[m]
             for y in normed[n]
@@ -133,7 +133,7 @@ def test_matches_definition(num_modalities, label_aware, use_groups, weights):
 
 @pytest.mark.parametrize("num_modalities", [1, 2, 3])
 @pytest.mark.parametrize("reduction", ["mean", "sum"])
-@pytest.mark.parametrize("symmetric", [True, False, "cross_modal"])
+@pytest.mark.parametrize("symmetric", ["all", "none", "cross_modal"])
 def test_reduction_and_directions_match_definition(
     num_modalities, reduction, symmetric
 ):
@@ -220,6 +220,8 @@ def test_unknown_reduction_or_direction_is_refused():
         TurboLoss(reduction="max")
     with pytest.raises(ValueError, match="symmetric must be"):
         TurboLoss(symmetric="in_modal")
+    with pytest.raises(ValueError, match="symmetric must be"):
+        TurboLoss(symmetric=True)
 
 
 @pytest.mark.parametrize("num_modalities", [1, 2])
