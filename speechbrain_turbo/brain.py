@@ -3,15 +3,18 @@ the Turbo twin pass (two dropout views per batch) and the Turbo objective.
 
 The hparams it reads:
 
-- ``modalities``: list of modality names, e.g. ``[audio, text]``. Batch item
-  ``<m>`` (a ``PaddedData``) feeds module ``<m>_encoder`` (a
-  :class:`speechbrain_turbo.models.ModalityEncoder`); ``<m>_projection`` maps
-  its embedding into the contrastive space.
+- ``modalities``: list of modality names, e.g. ``[audio, text]``. The
+  batch's input of modality ``<m>`` (a ``PaddedData`` under its key in
+  :data:`speechbrain_turbo.dataio.INPUT_KEYS`) feeds module ``<m>_encoder``
+  (a :class:`speechbrain_turbo.models.ModalityEncoder`); ``<m>_projection``
+  maps its embedding into the contrastive space.
 - modules ``fusion`` (dict of embeddings -> vector), ``classifier`` (logits)
   and ``turbo_loss`` (:class:`speechbrain_turbo.losses.TurboLoss`).
-- ``turbo_weight`` (float) and ``twin_pass`` (True, False or "sequential").
-  ``turbo_weight: 0`` with ``twin_pass: False`` is the plain cross-entropy
-  baseline on the same code path.
+- ``turbo_weight`` (float) and ``twin_pass`` (True: two dropout views per
+  training batch; False: one). ``turbo_weight: 0`` with ``twin_pass: False``
+  is the plain cross-entropy baseline on the same code path. Optional
+  ``sequential_views`` (default False): the two views from two B-row
+  forwards instead of one 2B-row forward (less working memory).
 - optional, other uses of the two views: ``consistency_weight`` (default 0)
   adds the symmetric KL between their class posteriors (R-Drop);
   ``turbo_warmup_epochs`` (default 0) ramps ``turbo_weight`` up linearly
@@ -46,8 +49,6 @@ from speechbrain_turbo.optimizers import EncoderOptimizers, encoder_parameters
 from speechbrain_turbo.reports import StageReports
 
 logger = get_logger(__name__)
-
-TWIN_PASS_MODES = (True, False, "sequential")
 
 
 class TurboBrain(
@@ -110,17 +111,18 @@ class TurboBrain(
     def _check_config(self):
         """Fails early, naming the hparams key, on an inconsistent setup."""
         twin_pass = self.hparams.twin_pass
-        if twin_pass not in TWIN_PASS_MODES:
+        if not isinstance(twin_pass, bool):
             raise ValueError(
-                f"hparams key twin_pass must be True, False or sequential, "
-                f"got {twin_pass!r}"
+                f"hparams key twin_pass must be True or False, got "
+                f"{twin_pass!r} (two forwards instead of one doubled one: "
+                "twin_pass: True with sequential_views: True)"
             )
         if not self.modalities:
             raise ValueError("hparams key modalities lists no modality")
         if self.consistency_weight > 0 and not twin_pass:
             raise ValueError(
                 f"consistency_weight={self.consistency_weight} compares two "
-                "views: set twin_pass to True or sequential"
+                "views: set twin_pass to True"
             )
         needed = [f"{m}_encoder" for m in self.modalities]
         needed += ["fusion", "classifier"]
@@ -128,7 +130,7 @@ class TurboBrain(
             if not twin_pass:
                 raise ValueError(
                     f"turbo_weight={self.turbo_weight} needs two views: set "
-                    "twin_pass to True or sequential (or turbo_weight to 0 "
+                    "twin_pass to True (or turbo_weight to 0 "
                     "for the cross-entropy baseline)"
                 )
             needed += [f"{m}_projection" for m in self.modalities]
@@ -194,7 +196,7 @@ class TurboBrain(
         as ONE forward over ``[batch; batch]`` (2B rows), so dropout draws
         independent masks for the two copies; the outputs split into two
         views of every modality's embedding and two class predictions.
-        ``twin_pass: sequential`` runs two B-row forwards instead. Either
+        ``sequential_views: True`` runs two B-row forwards instead. Either
         way the augmentations run once, before the views are drawn
         (:meth:`ModalityEncoder.forward`, which calls :func:`twin_pass`).
 
@@ -216,14 +218,14 @@ class TurboBrain(
         """
         batch = batch.to(self.device)
         inputs = self._inputs(batch, stage)
-        twin = stage == sb.Stage.TRAIN and bool(self.hparams.twin_pass)
+        twin = stage == sb.Stage.TRAIN and self.hparams.twin_pass
         # Each modality's pooled embedding: [2B, D] (the two dropout views,
         # view-major) for the twin pass, else [B, D].
         embeddings = {
             m: self.modules[f"{m}_encoder"](
                 *data,
                 num_views=2 if twin else 1,
-                sequential=self.hparams.twin_pass == "sequential",
+                sequential=getattr(self.hparams, "sequential_views", False),
             )
             for m, data in inputs.items()
         }

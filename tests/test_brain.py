@@ -105,7 +105,7 @@ def test_twin_pass_is_one_forward_over_the_doubled_batch():
 
 
 def test_sequential_twin_pass_runs_the_front_end_once_and_the_encoder_twice():
-    brain = make_brain(twin_pass="sequential")
+    brain = make_brain(sequential_views=True)
     brain.modules.train()
     front_end_rows = count_forward_rows(brain.modules.text_encoder.frontend)
     encoder_rows = count_forward_rows(brain.modules.text_encoder.encoder)
@@ -126,11 +126,15 @@ def with_feature_masking(brain):
     return brain
 
 
-@pytest.mark.parametrize("twin_pass", [True, "sequential"])
-def test_feature_augmentation_is_drawn_once_for_both_views(caplog, twin_pass):
+@pytest.mark.parametrize("sequential_views", [False, True])
+def test_feature_augmentation_is_drawn_once_for_both_views(
+    caplog, sequential_views
+):
     """Without dropout the two views are identical (and the Brain warns)
     even with feature masking: it runs once, before the views are drawn."""
-    brain = with_feature_masking(make_brain(dropout=0.0, twin_pass=twin_pass))
+    brain = with_feature_masking(
+        make_brain(dropout=0.0, sequential_views=sequential_views)
+    )
     brain.modules.train()
     batch = make_batch()
     augment_calls = count_forward_rows(brain.modules.audio_encoder.augment)
@@ -144,10 +148,10 @@ def test_feature_augmentation_is_drawn_once_for_both_views(caplog, twin_pass):
     assert "views of modality 'audio' are identical" in caplog.text
 
 
-def training_losses(twin_pass, draws):
+def training_losses(sequential_views, draws):
     """The training loss of one batch under ``draws`` dropout draws, with
     the weights fixed (no step) and feature masking on."""
-    brain = with_feature_masking(make_brain(twin_pass=twin_pass))
+    brain = with_feature_masking(make_brain(sequential_views=sequential_views))
     brain.modules.train()
     batch = make_batch(batch_size=8)
     brain.on_stage_start(sb.Stage.TRAIN)
@@ -173,16 +177,16 @@ def test_one_forward_and_sequential_twin_pass_give_the_same_loss_on_average():
     within sampling error (Welch's z below 4)."""
     draws = 150
     doubled, sequential = (
-        training_losses(m, draws) for m in (True, "sequential")
+        training_losses(sequential, draws) for sequential in (False, True)
     )
     spread = (doubled.var() / draws + sequential.var() / draws).sqrt()
     assert doubled.std() > 0 and sequential.std() > 0
     assert abs(doubled.mean() - sequential.mean()) < 4 * spread
 
 
-@pytest.mark.parametrize("twin_pass", [True, "sequential"])
-def test_turbo_term_trains_the_encoders_not_only_the_heads(twin_pass):
-    brain = make_brain(twin_pass=twin_pass)
+@pytest.mark.parametrize("sequential_views", [False, True])
+def test_turbo_term_trains_the_encoders_not_only_the_heads(sequential_views):
+    brain = make_brain(sequential_views=sequential_views)
     brain.modules.train()
     out = brain.compute_forward(make_batch(), sb.Stage.TRAIN)
     brain.modules.turbo_loss(out["views"])["loss"].backward()
