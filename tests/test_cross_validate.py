@@ -144,15 +144,24 @@ def test_prepared_folds_are_given_to_the_generic_recipe(tmp_path):
         "--seeds",
         "3",
         f"--output_root={root}",
+        "--corpus_overrides=--number_of_epochs=6 --num_workers=0",
         "--",
         "--data_folder=/corpus",
+        "--number_of_epochs=1",
     ]
     cross_validate.main(str(train_py), argv=arguments)
     argv = json.loads((root / "run" / "fold2_seed3" / "argv.json").read_text())
     assert f"--train_csv={folds}/fold2/train.csv" in argv
     assert f"--test_csv={folds}/fold2/test.csv" in argv
-    assert argv[-1] == "--data_folder=/corpus"
     assert "--seed=3" in argv
+    # The corpus' values go first; the user's replace them (SpeechBrain
+    # refuses a key given twice).
+    overrides = argv[argv.index("--num_workers=0") - 1 :]
+    assert overrides == [
+        "--number_of_epochs=1",
+        "--num_workers=0",
+        "--data_folder=/corpus",
+    ]
 
     # A fold the preparation did not write is named before anything runs.
     with pytest.raises(SystemExit):
