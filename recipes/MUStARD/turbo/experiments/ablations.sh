@@ -10,6 +10,8 @@
 # Run from recipes/MUStARD/turbo, after python bench/pretrained_folders.py:
 #   bash experiments/ablations.sh DATA_FOLDER [PRETRAINED_FOLDER] [JOBS] [SEEDS]
 # (DATA_FOLDER holds the clones MUStARD/ and cmpt-419/; SEEDS e.g. "1 2").
+# TASK=valence runs the same on MUStARD++'s valence classes (results in
+# results/mustard_pretrained_valence).
 set -euo pipefail
 data=${1:?usage: ablations.sh DATA_FOLDER [PRETRAINED_FOLDER] [JOBS] [SEEDS]}
 pretrained=$(realpath "${2:-$HOME/.cache/speechbrain_turbo/pretrained}")
@@ -17,6 +19,7 @@ jobs=${3:-1}
 read -r -a seeds <<< "${4:-1}"
 source "$(dirname "$0")/common.sh"
 root=results/mustard_pretrained
+[[ $task == sarcasm ]] || root+=_$task
 sweep() {
     local name=$1
     shift
