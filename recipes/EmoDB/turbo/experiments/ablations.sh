@@ -11,6 +11,7 @@ set -euo pipefail
 data=${1:?usage: ablations.sh /path/to/EmoDB [PRETRAINED_FOLDER] [JOBS]}
 pretrained=$(realpath "${2:-$HOME/.cache/speechbrain_turbo/pretrained}")
 jobs=${3:-1}
+# shellcheck source=common.sh
 source "$(dirname "$0")/common.sh"
 root=results/emodb_pretrained/five_folds
 sweep() {
@@ -26,6 +27,6 @@ sweep turbo_paper --turbo_weight=1.0 --turbo_reduction=sum \
     --mask_repeated_transcripts=False
 sweep in_modal_only --cross_modal_weight=0
 sweep cross_modal_only --in_modal_weight=0
-sweep text_only --modalities=[text] --turbo_weight=0 --twin_pass=False
+sweep text_only '--modalities=[text]' --turbo_weight=0 --twin_pass=False
 python -m speechbrain_turbo.cross_validate "$root" --paired_with baseline \
     --paired_metrics UA macro_F1

@@ -7,6 +7,7 @@
 set -euo pipefail
 data=${1:?usage: benchmark.sh /path/to/EmoDB [JOBS]}
 jobs=${2:-1}
+# shellcheck source=common.sh
 source "$(dirname "$0")/common.sh"
 root=results/emodb_benchmark
 sweep() {
@@ -15,8 +16,8 @@ sweep() {
     cross_validate small.yaml --name "$name" --folds 4 --seeds 1 2 3 \
         --jobs "$jobs" --output_root "$root" -- "$@"
 }
-sweep audio_only --modalities=[audio] --turbo_weight=0 --twin_pass=False
-sweep text_only --modalities=[text] --turbo_weight=0 --twin_pass=False
+sweep audio_only '--modalities=[audio]' --turbo_weight=0 --twin_pass=False
+sweep text_only '--modalities=[text]' --turbo_weight=0 --twin_pass=False
 sweep baseline --turbo_weight=0 --twin_pass=False
 # Turbo without the warm-up of turbo_weight (the recipe's default: 5 epochs).
 sweep turbo --turbo_warmup_epochs=0

@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Sourced by the experiments (with data=/path/to/EmoDB set): writes EmoDB's
 # five folds once (results/EmoDB_folds, or FOLDS_FOLDER) and defines
 #   cross_validate HPARAMS ARGS... [-- OVERRIDES...]

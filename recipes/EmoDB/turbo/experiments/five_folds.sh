@@ -8,6 +8,7 @@
 set -euo pipefail
 data=${1:?usage: five_folds.sh /path/to/EmoDB [JOBS]}
 jobs=${2:-1}
+# shellcheck source=common.sh
 source "$(dirname "$0")/common.sh"
 root=results/emodb_five_folds
 sweep() {
@@ -18,6 +19,6 @@ sweep() {
 }
 sweep turbo_warmup
 sweep baseline --turbo_weight=0 --twin_pass=False
-sweep audio_only --modalities=[audio] --turbo_weight=0 --twin_pass=False
-sweep turbo_audio_only --modalities=[audio]
+sweep audio_only '--modalities=[audio]' --turbo_weight=0 --twin_pass=False
+sweep turbo_audio_only '--modalities=[audio]'
 python -m speechbrain_turbo.cross_validate "$root" --paired_with baseline

@@ -10,6 +10,7 @@ set -euo pipefail
 data=${1:?usage: pretrained.sh /path/to/EmoDB [PRETRAINED_FOLDER] [JOBS]}
 pretrained=$(realpath "${2:-$HOME/.cache/speechbrain_turbo/pretrained}")
 jobs=${3:-1}
+# shellcheck source=common.sh
 source "$(dirname "$0")/common.sh"
 root=results/emodb_pretrained
 sweep() {
@@ -27,7 +28,7 @@ sweep() {
         --delete_checkpoints --folds 1 2 3 4 5 --seeds 1 \
         --output_root "$root/five_folds" -- "${hubs[@]}" "$@"
 }
-sweep audio_only --modalities=[audio] --turbo_weight=0 --twin_pass=False
+sweep audio_only '--modalities=[audio]' --turbo_weight=0 --twin_pass=False
 sweep baseline --turbo_weight=0 --twin_pass=False
 sweep turbo
 sweep turbo_late --fusion_interactions=False

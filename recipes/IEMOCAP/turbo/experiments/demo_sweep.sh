@@ -22,7 +22,7 @@ python -m speechbrain_turbo.demo --output results/demo/corpus
 # The baseline, the defaults and the single-modality models come first.
 {
     run baseline --turbo_weight=0 --twin_pass=False "$@"
-    run audio_only --turbo_weight=0 --twin_pass=False --modalities=[audio] "$@"
+    run audio_only --turbo_weight=0 --twin_pass=False '--modalities=[audio]' "$@"
     run turbo_w0.1 --turbo_weight=0.1 --label_aware=False "$@"
     run turbo_w0.3 --turbo_weight=0.3 --label_aware=False "$@"
     run turbo_w0.3_label_aware --turbo_weight=0.3 --label_aware=True "$@"
@@ -33,7 +33,7 @@ python -m speechbrain_turbo.demo --output results/demo/corpus
     # hparams/demo.yaml's defaults: turbo_weight 0.1, temperature 0.1,
     # label_aware True, repeated transcripts masked.
     run turbo_w0.1_label_aware --turbo_weight=0.1 --label_aware=True "$@"
-    run text_only --turbo_weight=0 --twin_pass=False --modalities=[text] "$@"
+    run text_only --turbo_weight=0 --twin_pass=False '--modalities=[text]' "$@"
     run twin_pass_only --turbo_weight=0 --twin_pass=True "$@"
     run turbo_w1.0 --turbo_weight=1.0 --label_aware=False "$@"
     run turbo_w1.0_no_transcript_mask --turbo_weight=1.0 --label_aware=False \

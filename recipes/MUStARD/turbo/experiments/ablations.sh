@@ -17,6 +17,7 @@ data=${1:?usage: ablations.sh DATA_FOLDER [PRETRAINED_FOLDER] [JOBS] [SEEDS]}
 pretrained=$(realpath "${2:-$HOME/.cache/speechbrain_turbo/pretrained}")
 jobs=${3:-1}
 read -r -a seeds <<< "${4:-1}"
+# shellcheck source=common.sh
 source "$(dirname "$0")/common.sh"
 root=results/mustard_pretrained
 [[ $task == sarcasm ]] || root+=_$task
@@ -28,8 +29,8 @@ sweep() {
         --output_root "$root" -- --audio_hub="$pretrained/whisper-tiny.en" \
         --text_hub="$pretrained/all-MiniLM-L6-v2" "$@"
 }
-sweep text_only --modalities=[text] --turbo_weight=0 --twin_pass=False
-sweep audio_only --modalities=[audio] --turbo_weight=0 --twin_pass=False
+sweep text_only '--modalities=[text]' --turbo_weight=0 --twin_pass=False
+sweep audio_only '--modalities=[audio]' --turbo_weight=0 --twin_pass=False
 sweep baseline --turbo_weight=0 --twin_pass=False
 sweep turbo
 sweep turbo_paper --turbo_weight=1.0 --turbo_reduction=sum \

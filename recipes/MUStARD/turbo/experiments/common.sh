@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Sourced by the experiments (with data=/path/to/folder set, the folder
 # holding the clones MUStARD/ and cmpt-419/, and MUStARD_Plus_Plus/ for
 # TASK=valence): writes MUStARD's five stratified folds of the task (TASK:
