@@ -83,20 +83,40 @@ def test_a_run_locked_by_another_process_is_skipped(tmp_path):
     assert not (folder / "stdout.txt").exists()
 
 
-def test_delete_checkpoints_keeps_the_results_of_each_run(tmp_path):
-    # A stand-in train.py: writes its metrics and one checkpoint.
-    train_py = tmp_path / "train.py"
-    train_py.write_text(
-        "import json, os, sys\n"
+def stand_in_train_py(folder, body, **metrics):
+    """A stand-in train.py in ``folder``: finds its ``--output_folder``
+    (``out``), runs the lines of ``body``, then writes its test metrics
+    (``metrics`` added to fixed ones)."""
+    fields = {
+        "WA": 0.6,
+        "UA": 0.5,
+        "macro_F1": 0.4,
+        "epoch": 2,
+        "selected_on_valid": {"UA": 0.5},
+        **metrics,
+    }
+    path = folder / "train.py"
+    path.write_text(
+        "import json, os, sys, time\n"
         "out = [a.split('=', 1)[1] for a in sys.argv if "
         "a.startswith('--output_folder=')][0]\n"
-        "os.makedirs(os.path.join(out, 'save', 'CKPT+1'))\n"
-        "open(os.path.join(out, 'save', 'CKPT+1', 'model.ckpt'), 'wb')"
-        ".write(bytes(1000))\n"
-        "open(os.path.join(out, 'save', 'label_encoder.txt'), 'w').close()\n"
-        "json.dump({'WA': 0.6, 'UA': 0.5, 'macro_F1': 0.4, 'epoch': 2, "
-        "'selected_on_valid': {'UA': 0.5}}, "
+        + "".join(f"{line}\n" for line in body)
+        + f"json.dump({fields!r}, "
         "open(os.path.join(out, 'test_metrics.json'), 'w'))\n"
+    )
+    return path
+
+
+def test_delete_checkpoints_keeps_the_results_of_each_run(tmp_path):
+    # A stand-in train.py: writes its metrics and one checkpoint.
+    train_py = stand_in_train_py(
+        tmp_path,
+        [
+            "os.makedirs(os.path.join(out, 'save', 'CKPT+1'))",
+            "open(os.path.join(out, 'save', 'CKPT+1', 'model.ckpt'), 'wb')"
+            ".write(bytes(1000))",
+            "open(os.path.join(out, 'save', 'label_encoder.txt'), 'w').close()",
+        ],
     )
     root = tmp_path / "cv"
     arguments = ["hparams.yaml", "--name=run", "--folds", "1", "--seeds", "1"]
@@ -118,16 +138,12 @@ def test_delete_checkpoints_keeps_the_results_of_each_run(tmp_path):
 
 def test_prepared_folds_are_given_to_the_generic_recipe(tmp_path):
     # A stand-in train.py: records its arguments and writes its metrics.
-    train_py = tmp_path / "train.py"
-    train_py.write_text(
-        "import json, os, sys\n"
-        "out = [a.split('=', 1)[1] for a in sys.argv if "
-        "a.startswith('--output_folder=')][0]\n"
-        "with open(os.path.join(out, 'argv.json'), 'w') as f:\n"
-        "    json.dump(sys.argv, f)\n"
-        "json.dump({'WA': 0.6, 'UA': 0.5, 'macro_F1': 0.4, 'epoch': 2, "
-        "'selected_on_valid': {'UA': 0.5}}, "
-        "open(os.path.join(out, 'test_metrics.json'), 'w'))\n"
+    train_py = stand_in_train_py(
+        tmp_path,
+        [
+            "with open(os.path.join(out, 'argv.json'), 'w') as f:",
+            "    json.dump(sys.argv, f)",
+        ],
     )
     folds = tmp_path / "folds"
     for fold in (1, 2):
@@ -227,21 +243,18 @@ def test_collect_pairs_every_configuration_with_a_reference(tmp_path):
 def test_cpu_minutes_count_every_attempt_at_a_run(tmp_path):
     # A stand-in train.py: burns CPU, fails its first attempt (as a run
     # killed mid-training), finishes the second.
-    train_py = tmp_path / "train.py"
-    train_py.write_text(
-        "import json, os, sys, time\n"
-        "out = [a.split('=', 1)[1] for a in sys.argv if "
-        "a.startswith('--output_folder=')][0]\n"
-        "start = time.process_time()\n"
-        "while time.process_time() - start < 0.3:\n"
-        "    pass\n"
-        "marker = os.path.join(out, 'tried')\n"
-        "if not os.path.exists(marker):\n"
-        "    open(marker, 'w').close()\n"
-        "    sys.exit(1)\n"
-        "json.dump({'WA': 0.6, 'UA': 0.5, 'macro_F1': 0.4, 'epoch': 2, "
-        "'process_cpu_minutes': 0.001, 'selected_on_valid': {'UA': 0.5}}, "
-        "open(os.path.join(out, 'test_metrics.json'), 'w'))\n"
+    train_py = stand_in_train_py(
+        tmp_path,
+        [
+            "start = time.process_time()",
+            "while time.process_time() - start < 0.3:",
+            "    pass",
+            "marker = os.path.join(out, 'tried')",
+            "if not os.path.exists(marker):",
+            "    open(marker, 'w').close()",
+            "    sys.exit(1)",
+        ],
+        process_cpu_minutes=0.001,
     )
     root = tmp_path / "cv"
     arguments = ["h.yaml", "--name=run", "--folds", "1", "--seeds", "1"]
