@@ -277,6 +277,34 @@ def write_tables(rows, summary, folder, command):
     return text
 
 
+def fold_manifests(manifests, fold):
+    """The manifests of one prepared fold: ``{split: path}``.
+
+    Arguments
+    ---------
+    manifests : str
+        A folder of prepared folds, ``fold<k>/train.csv``, ``valid.csv`` and
+        ``test.csv`` for each fold ``k`` (as the corpus preparations under
+        recipes/ write them).
+    fold : int
+        The test fold.
+
+    Returns
+    -------
+    dict
+
+    Example
+    -------
+    >>> fold_manifests("/folds", 2)["valid"]
+    '/folds/fold2/valid.csv'
+    """
+    folder = os.path.join(manifests, f"fold{fold}")
+    return {
+        split: os.path.join(folder, f"{split}.csv")
+        for split in ("train", "valid", "test")
+    }
+
+
 def fold_overrides(fold, fold_key=None, manifests=None):
     """The train.py overrides that choose one test fold.
 
@@ -288,9 +316,7 @@ def fold_overrides(fold, fold_key=None, manifests=None):
         The hparams key of the test fold, for a recipe that prepares its
         own split (``test_session`` for IEMOCAP).
     manifests : str, optional
-        Otherwise, a folder of prepared folds: ``fold<k>/train.csv``,
-        ``valid.csv`` and ``test.csv`` for each fold ``k`` (as the corpus
-        preparations under recipes/ write them).
+        Otherwise, a folder of prepared folds (:func:`fold_manifests`).
 
     Returns
     -------
@@ -306,10 +332,9 @@ def fold_overrides(fold, fold_key=None, manifests=None):
     """
     if fold_key is not None:
         return [f"--{fold_key}={fold}"]
-    folder = os.path.join(manifests, f"fold{fold}")
     return [
-        f"--{split}_csv={os.path.join(folder, f'{split}.csv')}"
-        for split in ("train", "valid", "test")
+        f"--{split}_csv={path}"
+        for split, path in fold_manifests(manifests, fold).items()
     ]
 
 
@@ -401,8 +426,7 @@ def main(train_py, fold_key=None, argv=None):
     if fold_key is None:
         manifests = os.path.abspath(args.manifests)
         for fold in args.folds:
-            for override in fold_overrides(fold, manifests=manifests):
-                path = override.split("=", 1)[1]
+            for path in fold_manifests(manifests, fold).values():
                 if not os.path.isfile(path):
                     parser.error(
                         f"{path} does not exist: --manifests must name the "

@@ -14,6 +14,8 @@ import torch
 from conftest import REPO, run_bash, run_python
 from speechbrain.dataio import audio_io
 
+from speechbrain_turbo.cross_validate import fold_overrides
+
 PREPARATION = os.path.join(REPO, "recipes", "EmoDB", "turbo")
 GENERIC = os.path.join(REPO, "recipes", "AudioText", "turbo")
 sys.path.insert(0, PREPARATION)
@@ -62,14 +64,6 @@ def emodb_folds(emodb_tree, tmp_path_factory):
     )
     assert result.returncode == 0, result.stderr[-4000:]
     return folds
-
-
-def fold_manifests(folds, fold):
-    """The generic recipe's overrides for one prepared fold."""
-    return [
-        f"--{split}_csv={folds / f'fold{fold}' / f'{split}.csv'}"
-        for split in ("train", "valid", "test")
-    ]
 
 
 def read_rows(path):
@@ -183,7 +177,7 @@ def test_recipe_trains_on_ten_sentences_with_the_default_vocabulary(
         GENERIC,
         "train.py",
         "hparams/small.yaml",
-        *fold_manifests(emodb_folds, 4),
+        *fold_overrides(4, manifests=str(emodb_folds)),
         f"--data_folder={emodb_tree}",
         f"--output_folder={output}",
         # Tiny model and one epoch; the tokenizer keeps its default.
