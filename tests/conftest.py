@@ -41,28 +41,28 @@ def pytest_collection_modifyitems(items):
     items.sort(key=lambda item: item.path not in slow)
 
 
-def run_python(cwd, *args):
-    """Runs ``python *args`` in ``cwd`` offline on one thread."""
-    env = dict(os.environ, OMP_NUM_THREADS="1", HF_HUB_OFFLINE="1")
+def run_offline(cwd, command, **env):
+    """Runs ``command`` in ``cwd`` offline on one thread, with ``env``
+    added to the environment; captures its output."""
     return subprocess.run(
-        [sys.executable, *args],
+        command,
         cwd=cwd,
-        env=env,
+        env=dict(os.environ, OMP_NUM_THREADS="1", HF_HUB_OFFLINE="1", **env),
         capture_output=True,
         text=True,
     )
 
 
+def run_python(cwd, *args):
+    """Runs ``python *args`` in ``cwd`` offline on one thread."""
+    return run_offline(cwd, [sys.executable, *args])
+
+
 def run_bash(cwd, script, **env):
     """Runs a bash ``script`` in ``cwd`` offline on one thread, with
     ``env`` added to the environment."""
-    env = dict(os.environ, OMP_NUM_THREADS="1", HF_HUB_OFFLINE="1", **env)
-    return subprocess.run(
-        ["bash", "-c", f"set -euo pipefail; {script}"],
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
+    return run_offline(
+        cwd, ["bash", "-c", f"set -euo pipefail; {script}"], **env
     )
 
 

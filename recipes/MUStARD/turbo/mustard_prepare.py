@@ -165,9 +165,10 @@ def prepare_mustard(
         return {**summary, "reused": True}
 
     items = read_labels(sarcasm_json)
-    labels = {key: LABELS[item["sarcasm"]] for key, item in items.items()}
     if task == "valence":
         labels = read_valence_classes(plus_plus_csv)
+    else:
+        labels = {key: LABELS[item["sarcasm"]] for key, item in items.items()}
     entries, ignored = [], []
     for name in sorted(_list_audio(audio_folder)):
         key = name[: -len(".wav")]
