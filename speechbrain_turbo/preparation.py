@@ -18,6 +18,9 @@ from speechbrain.utils.logger import get_logger
 
 logger = get_logger(__name__)
 
+# The manifests every preparation writes, ``<split>.csv`` or ``.json``.
+SPLITS = ("train", "valid", "test")
+
 
 def load_matching_summary(save_folder, opt_file, options, outputs):
     """Returns the stored summary if a previous preparation can be reused.
@@ -80,6 +83,44 @@ def load_matching_summary(save_folder, opt_file, options, outputs):
         logger.info("Preparing again: options changed (old, new): %s.", changed)
         return None
     return summary
+
+
+def reusable_split_manifests(save_folder, opt_file, options, corpus):
+    """The summary of the CSV manifests of :data:`SPLITS` in ``save_folder``
+    when a previous call with the same options wrote them, else None.
+
+    Arguments
+    ---------
+    save_folder : str
+        Folder of the manifests and of the options file.
+    opt_file : str
+        Name of the options file in ``save_folder``.
+    options : dict
+        The options of the current call.
+    corpus : str
+        The corpus' name, for the log.
+
+    Returns
+    -------
+    summary : dict or None
+        The stored summary with ``reused`` True, or None.
+
+    Example
+    -------
+    >>> import tempfile
+    >>> folder = tempfile.mkdtemp()
+    >>> rows = {split: [] for split in SPLITS}
+    >>> _ = write_split_manifests(folder, "o.json", {}, rows, ["ID"], {})
+    >>> reusable_split_manifests(folder, "o.json", {}, "Corpus")["reused"]
+    True
+    >>> reusable_split_manifests(folder, "o.json", {"a": 1}, "Corpus")
+    """
+    outputs = [f"{split}.csv" for split in SPLITS]
+    summary = load_matching_summary(save_folder, opt_file, options, outputs)
+    if summary is None:
+        return None
+    logger.info("%s manifests in %s match the options.", corpus, save_folder)
+    return {**summary, "reused": True}
 
 
 def write_summary(save_folder, opt_file, options, summary):

@@ -30,7 +30,8 @@ from speechbrain.dataio.audio_io import info as audio_info
 from speechbrain.utils.logger import get_logger, setup_logging
 
 from speechbrain_turbo.preparation import (
-    load_matching_summary,
+    SPLITS,
+    reusable_split_manifests,
     write_split_manifests,
 )
 
@@ -39,7 +40,6 @@ logger = get_logger(__name__)
 # Bump when the manifests' content changes, so old ones are re-created.
 PREP_VERSION = 1
 OPT_FILE = "prepare_emodb.json"
-SPLITS = ("train", "valid", "test")
 COLUMNS = ("ID", "wav", "text", "label", "speaker", "duration")
 # German initial of the emotion -> label.
 EMOTIONS = {
@@ -123,11 +123,9 @@ def prepare_emodb(
         "test_fold": test_fold,
         "valid_fold": valid_fold,
     }
-    outputs = [f"{split}.csv" for split in SPLITS]
-    summary = load_matching_summary(save_folder, OPT_FILE, options, outputs)
+    summary = reusable_split_manifests(save_folder, OPT_FILE, options, "EmoDB")
     if summary is not None:
-        logger.info("EmoDB manifests in %s match the options.", save_folder)
-        return {**summary, "reused": True}
+        return summary
 
     entries, ignored = read_corpus(data_folder)
     speakers = {

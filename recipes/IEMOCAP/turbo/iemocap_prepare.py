@@ -30,6 +30,7 @@ from speechbrain.dataio.audio_io import info as audio_info
 from speechbrain.utils.logger import get_logger
 
 from speechbrain_turbo.preparation import (
+    SPLITS,
     forget_summary,
     load_matching_summary,
     write_json,
@@ -42,7 +43,6 @@ logger = get_logger(__name__)
 # written by an older version are re-created rather than reused.
 PREP_VERSION = 2
 OPT_FILE = "prepare_iemocap.json"
-SPLITS = ("train", "valid", "test")
 SESSIONS = (1, 2, 3, 4, 5)
 EMOTIONS = ("neu", "hap", "ang", "sad")
 # Label code -> class; codes absent from this map are dropped and counted.

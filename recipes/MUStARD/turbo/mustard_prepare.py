@@ -52,7 +52,8 @@ from speechbrain.utils.logger import get_logger, setup_logging
 
 from speechbrain_turbo.dataio import load_audio
 from speechbrain_turbo.preparation import (
-    load_matching_summary,
+    SPLITS,
+    reusable_split_manifests,
     write_split_manifests,
 )
 
@@ -61,7 +62,6 @@ logger = get_logger(__name__)
 # Bump when the manifests' content changes, so old ones are re-created.
 PREP_VERSION = 1
 OPT_FILE = "prepare_mustard.json"
-SPLITS = ("train", "valid", "test")
 COLUMNS = ("ID", "wav", "text", "label", "speaker", "show", "duration")
 LABELS = {True: "sarcastic", False: "not_sarcastic"}
 NUM_FOLDS = 5
@@ -158,11 +158,11 @@ def prepare_mustard(
     if task != "sarcasm":
         options["task"] = task
         options["plus_plus_csv"] = os.path.abspath(plus_plus_csv)
-    outputs = [f"{name}.csv" for name in SPLITS]
-    summary = load_matching_summary(save_folder, OPT_FILE, options, outputs)
+    summary = reusable_split_manifests(
+        save_folder, OPT_FILE, options, "MUStARD"
+    )
     if summary is not None:
-        logger.info("MUStARD manifests in %s match the options.", save_folder)
-        return {**summary, "reused": True}
+        return summary
 
     items = read_labels(sarcasm_json)
     if task == "valence":
