@@ -123,3 +123,40 @@ def test_whisper_step_bench_times_both_encodings(tmp_path):
     assert report["speedup_first_1_frozen"] > 0
     assert report["pooled_cosine_min"] == pytest.approx(1.0, abs=1e-5)
     assert all(c < 1.0 for c in report["views_mean_cosine"].values())
+
+
+def test_text_frozen_layers_bench_times_the_three_parts(tmp_path):
+    """bench/text_frozen_layers.py on tiny random models: the text step, its
+    frozen layers alone and the audio step are timed, and the saving is a
+    fraction of the step."""
+    from speechbrain_turbo.random_hf_models import (
+        save_random_text_model,
+        save_random_whisper_model,
+    )
+
+    text = save_random_text_model(str(tmp_path / "text"), ["a few words"])
+    whisper = save_random_whisper_model(str(tmp_path / "whisper"))
+    sys.path.insert(0, os.path.join(REPO, "bench"))
+    import text_frozen_layers
+
+    text_frozen_layers.main(
+        [
+            f"--text={text}",
+            f"--whisper={whisper}",
+            f"--output={tmp_path / 'out'}",
+            "--text_frozen_layers=1",
+            "--audio_frozen_layers=1",
+            "--batch_size=2",
+            "--tokens=5",
+            "--seconds=0.5",
+            "--steps=1",
+        ]
+    )
+    report = json.loads((tmp_path / "out" / "results.json").read_text())
+    assert set(report["median_step_seconds"]) == {
+        "text_step",
+        "frozen_once",
+        "audio_step",
+    }
+    assert all(len(v) == 1 for v in report["step_seconds"].values())
+    assert 0 < report["saving_fraction_of_step"] < 1
