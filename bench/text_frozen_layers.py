@@ -125,6 +125,7 @@ def main(argv=None):
     wavs = 0.05 * torch.randn(args.batch_size, int(args.seconds * 16000))
 
     def frozen_once():
+        """Seconds of the embeddings and the frozen layers on B rows."""
         start = time.perf_counter()
         with torch.no_grad():
             lower(input_ids=ids, attention_mask=torch.ones_like(ids))
