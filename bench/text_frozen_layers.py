@@ -155,17 +155,18 @@ def main(argv=None):
     os.makedirs(args.output, exist_ok=True)
     with open(os.path.join(args.output, "results.json"), "w") as out:
         json.dump(results, out, indent=2)
+    report = (
+        f"Batch {args.batch_size}, {args.tokens} tokens, "
+        f"{args.seconds} s clips, {torch.get_num_threads()} threads; "
+        f"median seconds over {args.steps} steps:\n\n"
+        "| part | seconds |\n|---|---|\n"
+        + "".join(f"| {k} | {v:.3f} |\n" for k, v in medians.items())
+        + f"\nSharing the text encoder's frozen layers would save "
+        f"{100 * saving:.1f} % of the encoders' step.\n"
+    )
     with open(os.path.join(args.output, "results.md"), "w") as out:
-        out.write(
-            f"Batch {args.batch_size}, {args.tokens} tokens, "
-            f"{args.seconds} s clips, {torch.get_num_threads()} threads; "
-            f"median seconds over {args.steps} steps:\n\n"
-            "| part | seconds |\n|---|---|\n"
-            + "".join(f"| {k} | {v:.3f} |\n" for k, v in medians.items())
-            + f"\nSharing the text encoder's frozen layers would save "
-            f"{100 * saving:.1f} % of the encoders' step.\n"
-        )
-    print(open(os.path.join(args.output, "results.md")).read())
+        out.write(report)
+    print(report)
 
 
 if __name__ == "__main__":

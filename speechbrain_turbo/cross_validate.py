@@ -40,6 +40,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 from speechbrain.utils.logger import get_logger, setup_logging
 
+from speechbrain_turbo.preparation import SPLITS
+
 logger = get_logger(__name__)
 
 METRICS = ("WA", "UA", "macro_F1")
@@ -299,10 +301,7 @@ def fold_manifests(manifests, fold):
     '/folds/fold2/valid.csv'
     """
     folder = os.path.join(manifests, f"fold{fold}")
-    return {
-        split: os.path.join(folder, f"{split}.csv")
-        for split in ("train", "valid", "test")
-    }
+    return {split: os.path.join(folder, f"{split}.csv") for split in SPLITS}
 
 
 def fold_overrides(fold, fold_key=None, manifests=None):
