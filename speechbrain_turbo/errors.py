@@ -25,6 +25,12 @@ class InputError(ValueError):
     """
 
 
+class MissingInputError(InputError, FileNotFoundError):
+    """A file or folder the user pointed at is not there (or not where the
+    corpus' layout puts it); the message says where it was looked for.
+    """
+
+
 @contextlib.contextmanager
 def reported_input_errors():
     """Turns an :class:`InputError` into a one-line message and exit 1.

@@ -21,6 +21,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from speechbrain_turbo.errors import InputError, MissingInputError
+
 RECIPE_DIR = os.path.join(
     os.path.dirname(os.path.abspath(__file__)),
     os.pardir,
@@ -452,8 +454,11 @@ def test_missing_or_non_utf8_transcript_is_flagged_for_the_screen(
 
 def test_no_session_folders(tmp_path):
     (tmp_path / "empty").mkdir()
-    with pytest.raises(FileNotFoundError, match="Session1"):
+    # A user's mistake: train.py reports it in one line (reported_input_errors).
+    with pytest.raises(MissingInputError, match="Session1"):
         prep.prepare_iemocap(str(tmp_path / "empty"), str(tmp_path / "s"))
+    with pytest.raises(InputError, match="test_session must be an int"):
+        prep.check_arguments(6, None, 1)
 
 
 def test_missing_session_folders(corpus_copy, tmp_path):

@@ -29,6 +29,11 @@ import re
 from speechbrain.dataio.audio_io import info as audio_info
 from speechbrain.utils.logger import get_logger, setup_logging
 
+from speechbrain_turbo.errors import (
+    InputError,
+    MissingInputError,
+    reported_input_errors,
+)
 from speechbrain_turbo.preparation import (
     SPLITS,
     reusable_split_manifests,
@@ -213,13 +218,13 @@ def check_folds(test_fold, valid_fold):
     (5, 1)
     """
     if test_fold not in FOLDS:
-        raise ValueError(
+        raise InputError(
             f"test_fold must be one of {list(FOLDS)}, not {test_fold!r}"
         )
     if valid_fold is None:
         valid_fold = test_fold % len(FOLDS) + 1
     if valid_fold not in FOLDS or valid_fold == test_fold:
-        raise ValueError(
+        raise InputError(
             f"valid_fold must be one of {list(FOLDS)} other than test_fold "
             f"{test_fold}, not {valid_fold!r}"
         )
@@ -256,7 +261,7 @@ def read_corpus(data_folder):
     """
     wav_folder = os.path.join(data_folder, "wav")
     if not os.path.isdir(wav_folder):
-        raise FileNotFoundError(
+        raise MissingInputError(
             f"{wav_folder} does not exist: data_folder must be the EmoDB "
             "folder holding wav/ (files named like 03a01Fa.wav)"
         )
@@ -273,15 +278,15 @@ def read_corpus(data_folder):
             f"{path} (speaker {speaker}, text {text_code}, emotion {emotion})"
         )
         if speaker not in speakers:
-            raise ValueError(
+            raise InputError(
                 f"{where}: unknown speaker; EmoDB's are {sorted(speakers)}"
             )
         if text_code not in SENTENCES:
-            raise ValueError(
+            raise InputError(
                 f"{where}: unknown text code; EmoDB's are {sorted(SENTENCES)}"
             )
         if emotion not in EMOTIONS:
-            raise ValueError(
+            raise InputError(
                 f"{where}: unknown emotion letter; "
                 f"EmoDB's are {sorted(EMOTIONS)}"
             )
@@ -312,7 +317,7 @@ def read_corpus(data_folder):
             ignored[:10],
         )
     if not entries:
-        raise FileNotFoundError(
+        raise MissingInputError(
             f"No EmoDB utterances (files named like 03a01Fa.wav) in "
             f"{wav_folder}"
         )
@@ -328,10 +333,5 @@ if __name__ == "__main__":
     parser.add_argument("save_folder", help="where fold1..fold5 go")
     args = parser.parse_args()
     setup_logging()
-    try:
+    with reported_input_errors():
         prepare_emodb_folds(args.data_folder, args.save_folder)
-    except (
-        ValueError,
-        FileNotFoundError,
-    ) as error:  # a folder or file at fault
-        raise SystemExit(f"emodb_prepare.py: {error}") from None

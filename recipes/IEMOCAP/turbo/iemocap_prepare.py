@@ -29,6 +29,7 @@ from numbers import Integral, Real
 from speechbrain.dataio.audio_io import info as audio_info
 from speechbrain.utils.logger import get_logger
 
+from speechbrain_turbo.errors import InputError, MissingInputError
 from speechbrain_turbo.preparation import (
     SPLITS,
     forget_summary,
@@ -201,7 +202,7 @@ def prepare_iemocap(
 
 
 def check_arguments(test_session, valid_split, seed):
-    """Raises ValueError if the split arguments are not valid.
+    """Raises InputError if the split arguments are not valid.
 
     Arguments
     ---------
@@ -224,34 +225,34 @@ def check_arguments(test_session, valid_split, seed):
     >>> check_arguments(5, 5, 1234)  # doctest: +ELLIPSIS
     Traceback (most recent call last):
      ...
-    ValueError: valid_split=5 is the test session; ...
+    speechbrain_turbo.errors.InputError: valid_split=5 is the test session; ...
     """
     if not _is_int(test_session) or test_session not in SESSIONS:
-        raise ValueError(
+        raise InputError(
             f"test_session must be an int in 1-5, got {test_session!r}."
         )
     if not _is_int(seed):
-        raise ValueError(f"seed must be an int, got {seed!r}.")
+        raise InputError(f"seed must be an int, got {seed!r}.")
     if valid_split is None:
         return
     if not (_is_int(valid_split) or _is_float(valid_split)):
-        raise ValueError(
+        raise InputError(
             "valid_split must be None, a session number (int in 1-5) or a "
             f"fraction (float in (0, 1)), got {valid_split!r}."
         )
     if _is_int(valid_split):
         if valid_split not in SESSIONS:
-            raise ValueError(
+            raise InputError(
                 f"valid_split={valid_split!r} is not a session: use an int "
                 "in 1-5, a float in (0, 1), or None."
             )
         if valid_split == test_session:
-            raise ValueError(
+            raise InputError(
                 f"valid_split={valid_split!r} is the test session; "
                 "validation must come from another session."
             )
     elif not 0.0 < valid_split < 1.0:
-        raise ValueError(
+        raise InputError(
             f"valid_split={valid_split!r}: a fraction must be in (0, 1); "
             "for a whole session pass an int in 1-5."
         )
@@ -330,7 +331,7 @@ def plan_sessions(data_folder, test_session, valid_split):
     {'train': [1, 2], 'valid': [], 'test': [5]}
     """
     if not os.path.isdir(data_folder):
-        raise FileNotFoundError(
+        raise MissingInputError(
             f"IEMOCAP data_folder {data_folder!r} does not exist. "
             + _LAYOUT_HELP
         )
@@ -340,7 +341,7 @@ def plan_sessions(data_folder, test_session, valid_split):
         if os.path.isdir(os.path.join(data_folder, f"Session{k}"))
     ]
     if not present:
-        raise FileNotFoundError(
+        raise MissingInputError(
             f"No Session1..Session5 folder in {data_folder!r}. " + _LAYOUT_HELP
         )
     if _is_int(valid_split):
@@ -353,7 +354,7 @@ def plan_sessions(data_folder, test_session, valid_split):
         ("validation", v) for v in valid
     ]:
         if k not in present:
-            raise FileNotFoundError(
+            raise MissingInputError(
                 f"The {role} session folder "
                 f"{os.path.join(data_folder, f'Session{k}')!r} is missing "
                 f"(found sessions {present}). Choose test_session / "
@@ -362,7 +363,7 @@ def plan_sessions(data_folder, test_session, valid_split):
             )
     train = [k for k in present if k != test_session and k not in valid]
     if not train:
-        raise FileNotFoundError(
+        raise MissingInputError(
             f"No training session left in {data_folder!r} (found sessions "
             f"{present}, test {test_session}, validation {valid})."
         )
@@ -408,7 +409,7 @@ def read_session(data_folder, session):
     label_dir = os.path.join(sess_dir, "dialog", "EmoEvaluation")
     trans_dir = os.path.join(sess_dir, "dialog", "transcriptions")
     if not os.path.isdir(label_dir):
-        raise FileNotFoundError(
+        raise MissingInputError(
             f"Label folder {label_dir!r} is missing. " + _LAYOUT_HELP
         )
     # Only the plain per-dialog files; the Categorical/, Attribute/ and
@@ -422,7 +423,7 @@ def read_session(data_folder, session):
         and os.path.isfile(os.path.join(label_dir, name))
     )
     if not label_files:
-        raise FileNotFoundError(
+        raise MissingInputError(
             f"No label file (<dialog>.txt) in {label_dir!r}. " + _LAYOUT_HELP
         )
 
@@ -436,7 +437,7 @@ def read_session(data_folder, session):
         trans_path = os.path.join(trans_dir, name)
         labels = read_labels(label_path)
         if not os.path.isfile(trans_path):
-            raise FileNotFoundError(
+            raise MissingInputError(
                 f"Transcription file {trans_path!r} is missing for the "
                 f"labels in {label_path!r}. " + _LAYOUT_HELP
             )
@@ -445,7 +446,7 @@ def read_session(data_folder, session):
 
         for utt, code in labels.items():
             if utt in entries:
-                raise ValueError(
+                raise InputError(
                     f"Utterance {utt} is labelled twice in session "
                     f"{session} (again in {label_path!r})."
                 )
@@ -509,7 +510,7 @@ def read_labels(label_path):
                 continue
             utt, code = parsed
             if utt in labels:
-                raise ValueError(
+                raise InputError(
                     f"Utterance {utt} has two summary lines in "
                     f"{label_path!r}; the file looks corrupt."
                 )
@@ -595,7 +596,7 @@ def read_transcripts(trans_path):
                 continue
             utt, text = match.group(1), match.group(2).strip()
             if utt in texts:
-                raise ValueError(
+                raise InputError(
                     f"Utterance {utt} has two lines in the transcription "
                     f"file {trans_path!r}; the file looks corrupt."
                 )
@@ -641,7 +642,7 @@ def speaker_of(utt_id, session):
     """
     gender = utt_id.rsplit("_", 1)[-1][:1]
     if gender not in ("F", "M"):
-        raise ValueError(
+        raise InputError(
             f"Cannot tell the speaker of utterance {utt_id!r}: its last "
             "field should start with F or M (e.g. Ses01F_impro01_M000)."
         )

@@ -51,6 +51,11 @@ from speechbrain.dataio import audio_io
 from speechbrain.utils.logger import get_logger, setup_logging
 
 from speechbrain_turbo.dataio import load_audio
+from speechbrain_turbo.errors import (
+    InputError,
+    MissingInputError,
+    reported_input_errors,
+)
 from speechbrain_turbo.preparation import (
     SPLITS,
     reusable_split_manifests,
@@ -141,9 +146,9 @@ def prepare_mustard(
         return None
     test_fold, valid_fold = check_folds(split, test_fold, valid_fold)
     if int(context_lines) < 0:
-        raise ValueError(f"context_lines must be >= 0, not {context_lines}")
+        raise InputError(f"context_lines must be >= 0, not {context_lines}")
     if task not in TASKS:
-        raise ValueError(f"task must be one of {TASKS}, not {task!r}")
+        raise InputError(f"task must be one of {TASKS}, not {task!r}")
     options = {
         "format_version": PREP_VERSION,
         "sarcasm_json": os.path.abspath(sarcasm_json),
@@ -177,7 +182,7 @@ def prepare_mustard(
             continue
         item = items[key]
         if key not in labels:
-            raise ValueError(
+            raise InputError(
                 f"{plus_plus_csv} has no row {key}_u (the utterance of the "
                 f"clip {os.path.join(audio_folder, name)}): use the MUStARD++ "
                 "release that rates every clip of cmpt-419"
@@ -209,7 +214,7 @@ def prepare_mustard(
             ", ".join(ignored[:10]) + (" ..." if len(ignored) > 10 else ""),
         )
     if not entries:
-        raise ValueError(
+        raise InputError(
             f"No file of {audio_folder} is named after a key of "
             f"{sarcasm_json} (<key>.wav, e.g. 1_60.wav)"
         )
@@ -359,26 +364,26 @@ def check_folds(split, test_fold, valid_fold):
     (2, None)
     """
     if split not in SPLIT_KINDS:
-        raise ValueError(f"split must be one of {SPLIT_KINDS}, not {split!r}")
+        raise InputError(f"split must be one of {SPLIT_KINDS}, not {split!r}")
     if split == "show":
         if test_fold not in SHOW_FOLDS:
-            raise ValueError(
+            raise InputError(
                 f"With split=show, test_fold is the held-out show: one of "
                 f"{SHOW_FOLDS}, not {test_fold!r}"
             )
         if valid_fold is not None:
-            raise ValueError(
+            raise InputError(
                 "With split=show, validation is a fifth of the other shows: "
                 f"leave valid_fold unset (got {valid_fold!r})"
             )
         return int(test_fold), None
     folds = list(range(1, NUM_FOLDS + 1))
     if test_fold not in folds:
-        raise ValueError(f"test_fold must be one of {folds}, not {test_fold!r}")
+        raise InputError(f"test_fold must be one of {folds}, not {test_fold!r}")
     if valid_fold is None:
         valid_fold = test_fold % NUM_FOLDS + 1
     if valid_fold not in folds or valid_fold == test_fold:
-        raise ValueError(
+        raise InputError(
             f"valid_fold must be one of {folds} other than test_fold "
             f"{test_fold}, not {valid_fold!r}"
         )
@@ -409,7 +414,7 @@ def read_valence_classes(plus_plus_csv):
     {'1_1': 'high', '1_2': 'low'}
     """
     if plus_plus_csv is None or not os.path.isfile(plus_plus_csv):
-        raise FileNotFoundError(
+        raise MissingInputError(
             f"{plus_plus_csv} does not exist: clone the MUStARD++ repository "
             "(github.com/cfiltnlp/MUStARD_Plus_Plus) next to MUStARD/ for "
             "the valence task"
@@ -422,7 +427,7 @@ def read_valence_classes(plus_plus_csv):
                 continue  # a line of the context
             rating = (row.get("Valence") or "").strip()
             if not rating.isdigit() or int(rating) not in VALENCE_CLASSES:
-                raise ValueError(
+                raise InputError(
                     f"{plus_plus_csv}, line {line}, key {key}: Valence must "
                     f"be an integer 1-9, found {rating!r}"
                 )
@@ -456,7 +461,7 @@ def read_labels(sarcasm_json):
     True
     """
     if not os.path.isfile(sarcasm_json):
-        raise FileNotFoundError(
+        raise MissingInputError(
             f"{sarcasm_json} does not exist: clone the MUStARD repository "
             "(github.com/soujanyaporia/MUStARD) and point sarcasm_json (or "
             "data_folder) at it"
@@ -473,7 +478,7 @@ def read_labels(sarcasm_json):
     for key, item in items.items():
         for field, kind in fields.items():
             if not isinstance(item.get(field), kind):
-                raise ValueError(
+                raise InputError(
                     f"{sarcasm_json}, key {key}: field {field!r} must be a "
                     f"{kind.__name__}, found {item.get(field)!r}"
                 )
@@ -567,7 +572,7 @@ def convert_audio(source, target, sample_rate):
     try:
         signal = load_audio(source, sample_rate)
     except Exception as error:
-        raise RuntimeError(
+        raise InputError(
             f"{source}: cannot be read as audio ({error}); replace the file "
             "with an intact copy"
         ) from error
@@ -581,7 +586,7 @@ def convert_audio(source, target, sample_rate):
 def _list_audio(audio_folder):
     """The ``.wav`` files of ``audio_folder`` (an error if it is missing)."""
     if not os.path.isdir(audio_folder):
-        raise FileNotFoundError(
+        raise MissingInputError(
             f"{audio_folder} does not exist: clone the repository holding "
             "the MUStARD audio (github.com/katiesun138/cmpt-419, folder "
             "audio_data/) and point audio_folder (or data_folder) at it"
@@ -610,7 +615,7 @@ if __name__ == "__main__":
     parser.add_argument("--task", choices=TASKS, default="sarcasm")
     args = parser.parse_args()
     setup_logging()
-    try:
+    with reported_input_errors():
         prepare_mustard_folds(
             args.data_folder,
             args.save_folder,
@@ -618,5 +623,3 @@ if __name__ == "__main__":
             args.context_lines,
             args.task,
         )
-    except (ValueError, FileNotFoundError) as error:  # a file at fault
-        raise SystemExit(f"mustard_prepare.py: {error}") from None
