@@ -1,18 +1,27 @@
 #!/usr/bin/env python3
-"""A linear probe on frozen Whisper features of EmoDB, and what encoding
-the batch's own length (instead of 30-s windows) changes.
+"""A linear probe on frozen Whisper (and sentence-encoder) features, and
+what encoding the batch's own length (instead of 30-s windows) changes.
 
-Every EmoDB utterance is encoded once by a frozen Whisper encoder
+Every utterance is encoded once by a frozen Whisper encoder
 (:class:`speechbrain_turbo.hf_encoders.HFWhisperEncoder`), both on its own
 length and padded to 30 s as Whisper does; each layer's output is
-mean-pooled over the utterance's frames. For each of the five speaker-pair
-folds of ``recipes/EmoDB/turbo`` (test: the fold, validation: the next,
-training: the other three), a logistic regression on standardised features
-is fitted on the training speakers; the layer and the regularisation are
-chosen on validation UA only, then the test fold is scored once. Also
-written: the time of each encoding, the cosine agreement between the two
-encodings, and how far each of Whisper's dropouts (off in its training, on
-in fine-tuning) moves the pooled features.
+mean-pooled over the utterance's frames. With ``--text_encoder``, every
+transcript is also encoded by a frozen text encoder
+(:class:`speechbrain_turbo.hf_encoders.HFTextEncoder`, its last layer
+mean-pooled over the tokens, as sentence-transformers pools), and the
+candidates are each audio layer, the text alone and each audio layer
+beside the text. For each fold (test: the fold, validation: the next,
+training: the others), a logistic regression on standardised features is
+fitted on the training utterances; the candidate and the regularisation
+are chosen on the validation score (``--metric``) only, then the test fold
+is scored once. Also written: the time of each encoding, the cosine
+agreement between the two encodings, and how far each of Whisper's
+dropouts (off in its training, on in fine-tuning) moves the pooled
+features.
+
+The folds: EmoDB's five speaker pairs read from the corpus
+(``--data_folder``), or any preparation's ``fold<k>/{train,valid,test}.csv``
+(``--manifests``; ``$data_root`` in ``wav`` becomes ``--data_folder``):
 
     > python bench/whisper_probe.py --data_folder /path/to/EmoDB \
         --whisper ~/.cache/speechbrain_turbo/pretrained/whisper-tiny.en \
@@ -20,6 +29,11 @@ in fine-tuning) moves the pooled features.
     > python bench/whisper_probe.py --probe_only --data_folder /path/to/EmoDB \
         --whisper ~/.cache/speechbrain_turbo/pretrained/whisper-base \
         --output results/whisper_base_probe
+    > python bench/whisper_probe.py --probe_only \
+        --manifests recipes/MUStARD/turbo/results/MUStARD_folds \
+        --whisper ~/.cache/speechbrain_turbo/pretrained/whisper-tiny.en \
+        --text_encoder ~/.cache/speechbrain_turbo/pretrained/all-MiniLM-L6-v2 \
+        --metric macro_F1 --output results/mustard_probe
 
 Authors
  * speechbrain-turbo contributors
@@ -39,8 +53,8 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from speechbrain_turbo.dataio import load_audio
-from speechbrain_turbo.hf_encoders import HFWhisperEncoder
+from speechbrain_turbo.dataio import load_audio, read_manifest
+from speechbrain_turbo.hf_encoders import HFTextEncoder, HFWhisperEncoder
 from speechbrain_turbo.metrics import classification_metrics
 
 RECIPE = os.path.join(
@@ -107,53 +121,193 @@ def pooled_layer_features(encoder, wavs, batch_size=16):
     return torch.stack(pooled, dim=1).numpy(), seconds
 
 
-def probe_fold(features, labels, folds, test_fold):
-    """Fits on the training folds, selects on validation, scores the test.
+def pooled_text_features(text_encoder, texts, batch_size=32):
+    """Last hidden states of a frozen text encoder, mean-pooled over tokens.
 
     Arguments
     ---------
-    features : numpy.ndarray
-        ``[layers, N, D]``.
+    text_encoder : str
+        HuggingFace text encoder folder (e.g. a sentence-transformers one).
+    texts : list of str
+        The transcripts.
+    batch_size : int
+        Transcripts per forward.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``[N, D]``.
+    """
+    encoder = HFTextEncoder(text_encoder, tempfile.mkdtemp(), freeze=True)
+    encoder.eval()
+    ids = [torch.tensor(encoder.text_to_ids(t)) for t in texts]
+    pooled = []
+    for start in range(0, len(ids), batch_size):
+        chunk = ids[start : start + batch_size]
+        tokens = torch.tensor([len(x) for x in chunk])
+        batch = torch.nn.utils.rnn.pad_sequence(chunk, batch_first=True)
+        mask = torch.arange(batch.shape[1])[None] < tokens[:, None]
+        with torch.no_grad():
+            hidden = encoder(batch, tokens / batch.shape[1])
+        summed = (hidden * mask[..., None]).sum(1)
+        pooled.append(summed / tokens[:, None])
+    return torch.cat(pooled).numpy()
+
+
+def candidates(audio, text=None):
+    """The feature sets a probe chooses among.
+
+    Arguments
+    ---------
+    audio : numpy.ndarray
+        ``[layers, N, D]`` pooled audio features.
+    text : numpy.ndarray, optional
+        ``[N, D']`` pooled text features.
+
+    Returns
+    -------
+    list of (str, int or None, numpy.ndarray)
+        ``(name, audio layer (1-based) or None, [N, D''] features)``: each
+        audio layer, then (with text) the text and each layer beside it.
+
+    Example
+    -------
+    >>> sets = candidates(np.zeros((2, 3, 4)), np.ones((3, 5)))
+    >>> [name for name, _, _ in sets][2:]
+    ['text', 'audio layer 1 + text', 'audio layer 2 + text']
+    >>> [(layer, f.shape[1]) for _, layer, f in sets]
+    [(1, 4), (2, 4), (None, 5), (1, 9), (2, 9)]
+    """
+    sets = [(f"audio layer {k + 1}", k + 1, f) for k, f in enumerate(audio)]
+    if text is not None:
+        sets.append(("text", None, text))
+        sets += [
+            (f"audio layer {k + 1} + text", k + 1, np.hstack([f, text]))
+            for k, f in enumerate(audio)
+        ]
+    return sets
+
+
+def probe_fold(feature_sets, labels, split, metric="UA"):
+    """Fits on the training rows, selects on validation, scores the test.
+
+    Arguments
+    ---------
+    feature_sets : list
+        :func:`candidates`' output.
     labels : numpy.ndarray
         ``[N]`` class ids.
-    folds : numpy.ndarray
-        ``[N]`` fold of each utterance.
-    test_fold : int
-        The test fold; validation is the next one.
+    split : dict
+        ``train``, ``valid``, ``test``: row indices, and ``test_fold``.
+    metric : str
+        The validation score that chooses: ``UA`` or ``macro_F1``.
 
     Returns
     -------
     dict
-        The chosen layer and C, validation UA, test WA and UA.
+        The chosen feature set (and audio layer) and C, the validation
+        score, the test WA, UA and macro-F1.
     """
-    valid_fold = test_fold % len(FOLDS) + 1
-    train = (folds != test_fold) & (folds != valid_fold)
-    valid, test = folds == valid_fold, folds == test_fold
+    train, valid, test = (split[key] for key in ("train", "valid", "test"))
     classes = int(labels.max()) + 1
     best = None
-    for layer in range(features.shape[0]):
+    for name, layer, features in feature_sets:
         for c in REGULARISATION:
             model = make_pipeline(
                 StandardScaler(), LogisticRegression(C=c, max_iter=2000)
             )
-            model.fit(features[layer][train], labels[train])
-            ua = classification_metrics(
-                labels[valid], model.predict(features[layer][valid]), classes
-            )["UA"]
-            if best is None or ua > best[0]:
-                best = (ua, layer, c, model)
-    valid_ua, layer, c, model = best
+            model.fit(features[train], labels[train])
+            score = classification_metrics(
+                labels[valid], model.predict(features[valid]), classes
+            )[metric]
+            if best is None or score > best[0]:
+                best = (score, name, layer, c, model, features)
+    valid_score, name, layer, c, model, features = best
     scores = classification_metrics(
-        labels[test], model.predict(features[layer][test]), classes
+        labels[test], model.predict(features[test]), classes
     )
     return {
-        "test_fold": test_fold,
-        "layer": layer + 1,
+        "test_fold": split["test_fold"],
+        "features": name,
+        "layer": layer,
         "C": c,
-        "valid_UA": valid_ua,
-        "test_WA": scores["WA"],
-        "test_UA": scores["UA"],
+        f"valid_{metric}": valid_score,
+        **{f"test_{key}": scores[key] for key in ("WA", "UA", "macro_F1")},
     }
+
+
+def emodb_folds(data_folder):
+    """EmoDB's utterances and its five speaker-pair folds.
+
+    Arguments
+    ---------
+    data_folder : str
+        The EmoDB folder, holding ``wav/``.
+
+    Returns
+    -------
+    entries : list of dict
+        ``wav``, ``text``, ``label`` of every utterance.
+    splits : list of dict
+        Per fold: ``test_fold`` and the ``train``, ``valid``, ``test`` rows.
+    """
+    entries, _ = read_corpus(data_folder)
+    for entry in entries:
+        entry["wav"] = entry["wav"].replace("$data_root", data_folder)
+    fold_of = {s: fold for fold, pair in FOLDS.items() for s in pair}
+    folds = np.array([fold_of[e["speaker"]] for e in entries])
+    splits = []
+    for test_fold in FOLDS:
+        valid_fold = test_fold % len(FOLDS) + 1
+        splits.append(
+            {
+                "test_fold": test_fold,
+                "train": np.flatnonzero(
+                    (folds != test_fold) & (folds != valid_fold)
+                ),
+                "valid": np.flatnonzero(folds == valid_fold),
+                "test": np.flatnonzero(folds == test_fold),
+            }
+        )
+    return entries, splits
+
+
+def manifest_folds(folder, data_root=""):
+    """The utterances and folds of a preparation's ``fold<k>/`` manifests.
+
+    Arguments
+    ---------
+    folder : str
+        Holds ``fold1``, ``fold2``... each with ``train.csv``,
+        ``valid.csv`` and ``test.csv``.
+    data_root : str
+        Replaces ``$data_root`` in ``wav``.
+
+    Returns
+    -------
+    entries : list of dict
+        ``wav``, ``text``, ``label`` of every utterance (once each).
+    splits : list of dict
+        Per fold: ``test_fold`` and the ``train``, ``valid``, ``test`` rows.
+    """
+    names = [n for n in os.listdir(folder) if n.startswith("fold")]
+    folds = sorted(int(n[len("fold") :]) for n in names)
+    if not folds:
+        raise SystemExit(f"{folder}: no fold<k> folder of manifests")
+    entries, row_of, splits = [], {}, []
+    for fold in folds:
+        split = {"test_fold": fold}
+        for part in ("train", "valid", "test"):
+            path = os.path.join(folder, f"fold{fold}", f"{part}.csv")
+            rows = []
+            for item_id, _, entry in read_manifest(path, data_root):
+                if item_id not in row_of:
+                    row_of[item_id] = len(entries)
+                    entries.append(entry)
+                rows.append(row_of[item_id])
+            split[part] = np.array(rows)
+        splits.append(split)
+    return entries, splits
 
 
 def dropout_shift(whisper, wavs, rate=0.1):
@@ -197,8 +351,25 @@ def dropout_shift(whisper, wavs, rate=0.1):
 def main(argv=None):
     """Command line: see the module docstring."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--data_folder", required=True)
+    parser.add_argument(
+        "--data_folder",
+        default="",
+        help="the EmoDB folder (without --manifests), or what $data_root "
+        "in the manifests stands for",
+    )
+    parser.add_argument(
+        "--manifests", help="a folder of fold<k>/{train,valid,test}.csv"
+    )
     parser.add_argument("--whisper", required=True, help="Whisper folder")
+    parser.add_argument(
+        "--text_encoder", help="a text encoder folder: adds text features"
+    )
+    parser.add_argument(
+        "--metric",
+        default="UA",
+        choices=("UA", "macro_F1"),
+        help="the validation score that chooses",
+    )
     parser.add_argument("--output", required=True)
     parser.add_argument(
         "--probe_only",
@@ -209,23 +380,30 @@ def main(argv=None):
     args = parser.parse_args(argv)
     os.makedirs(args.output, exist_ok=True)
 
-    entries, _ = read_corpus(args.data_folder)
-    fold_of = {s: fold for fold, pair in FOLDS.items() for s in pair}
+    if args.manifests:
+        entries, splits = manifest_folds(args.manifests, args.data_folder)
+    else:
+        entries, splits = emodb_folds(args.data_folder)
     names = sorted({e["label"] for e in entries})
     labels = np.array([names.index(e["label"]) for e in entries])
-    folds = np.array([fold_of[e["speaker"]] for e in entries])
-    wavs = [
-        load_audio(e["wav"].replace("$data_root", args.data_folder), 16000)
-        for e in entries
-    ]
+    wavs = [load_audio(e["wav"], 16000) for e in entries]
     audio_seconds = sum(len(w) for w in wavs) / 16000
 
     report = {
         "whisper": args.whisper,
+        "text_encoder": args.text_encoder,
+        "metric": args.metric,
         "utterances": len(entries),
         "audio_seconds": audio_seconds,
         "threads": torch.get_num_threads(),
     }
+    text = None
+    if args.text_encoder:
+        begin = time.perf_counter()
+        text = pooled_text_features(
+            args.text_encoder, [e["text"] for e in entries]
+        )
+        report["encode_seconds_text"] = time.perf_counter() - begin
     features = {}
     modes = ("own_length",) if args.probe_only else ("own_length", "30s")
     for mode in modes:
@@ -245,24 +423,23 @@ def main(argv=None):
         report["dropout_shift_std"] = dropout_shift(args.whisper, wavs)
 
     for mode in modes:
+        feature_sets = candidates(features[mode], text)
         runs = [
-            probe_fold(features[mode], labels, folds, fold) for fold in FOLDS
+            probe_fold(feature_sets, labels, split, args.metric)
+            for split in splits
         ]
-        ua = [run["test_UA"] for run in runs]
-        wa = [run["test_WA"] for run in runs]
-        report[f"probe_{mode}"] = {
-            "folds": runs,
-            "test_UA_mean": statistics.mean(ua),
-            "test_UA_std": statistics.stdev(ua),
-            "test_WA_mean": statistics.mean(wa),
-            "test_WA_std": statistics.stdev(wa),
-        }
-        summary = report[f"probe_{mode}"]
+        summary = {"folds": runs}
+        for key in ("UA", "WA", "macro_F1"):
+            scores = [run[f"test_{key}"] for run in runs]
+            summary[f"test_{key}_mean"] = statistics.mean(scores)
+            summary[f"test_{key}_std"] = statistics.stdev(scores)
+        report[f"probe_{mode}"] = summary
+        scores = [round(100 * run[f"test_{args.metric}"], 1) for run in runs]
         print(
-            f"probe on {mode} features: test UA "
-            f"{100 * summary['test_UA_mean']:.1f} ± "
-            f"{100 * summary['test_UA_std']:.1f} "
-            f"(folds {[round(100 * u, 1) for u in ua]})"
+            f"probe on {mode} features: test {args.metric} "
+            f"{100 * summary[f'test_{args.metric}_mean']:.1f} ± "
+            f"{100 * summary[f'test_{args.metric}_std']:.1f} "
+            f"(folds {scores}; chosen {[run['features'] for run in runs]})"
         )
     with open(os.path.join(args.output, "whisper_probe.json"), "w") as f:
         json.dump(report, f, indent=2)

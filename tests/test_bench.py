@@ -160,3 +160,58 @@ def test_text_frozen_layers_bench_times_the_three_parts(tmp_path):
     }
     assert all(len(v) == 1 for v in report["step_seconds"].values())
     assert 0 < report["saving_fraction_of_step"] < 1
+
+
+def test_probe_on_manifests_chooses_the_features_that_carry_the_label(
+    tmp_path,
+):
+    """bench/whisper_probe.py on a preparation's fold manifests, with text:
+    every clip is the same silence and the transcript alone tells the
+    label, so validation must choose a feature set holding the text and the
+    test folds come out perfect."""
+    import numpy as np
+    import soundfile as sf
+
+    from speechbrain_turbo.random_hf_models import (
+        save_random_text_model,
+        save_random_whisper_model,
+    )
+
+    words = {"joy": "what a lovely day", "anger": "leave me alone now"}
+    text = save_random_text_model(str(tmp_path / "text"), list(words.values()))
+    whisper = save_random_whisper_model(str(tmp_path / "whisper"))
+    rows = []
+    for i in range(12):
+        label = ("joy", "anger")[i % 2]
+        sf.write(tmp_path / f"u{i}.wav", np.zeros(4800), 16000)
+        rows.append(f"u{i},$data_root/u{i}.wav,{words[label]},{label}")
+    groups = {k: rows[4 * (k - 1) : 4 * k] for k in (1, 2, 3)}
+    for fold in groups:
+        valid = fold % 3 + 1
+        train = [r for k in groups if k not in (fold, valid) for r in groups[k]]
+        parts = {"train": train, "valid": groups[valid], "test": groups[fold]}
+        (tmp_path / "folds" / f"fold{fold}").mkdir(parents=True)
+        for part, lines in parts.items():
+            path = tmp_path / "folds" / f"fold{fold}" / f"{part}.csv"
+            path.write_text("\n".join(["ID,wav,text,label", *lines]) + "\n")
+    sys.path.insert(0, os.path.join(REPO, "bench"))
+    import whisper_probe
+
+    whisper_probe.main(
+        [
+            f"--manifests={tmp_path / 'folds'}",
+            f"--data_folder={tmp_path}",
+            f"--whisper={whisper}",
+            f"--text_encoder={text}",
+            "--metric=macro_F1",
+            "--probe_only",
+            f"--output={tmp_path / 'out'}",
+        ]
+    )
+    report = json.loads((tmp_path / "out" / "whisper_probe.json").read_text())
+    assert report["utterances"] == 12
+    folds = report["probe_own_length"]["folds"]
+    assert [f["test_fold"] for f in folds] == [1, 2, 3]
+    assert all("text" in f["features"] for f in folds)
+    assert all(f["valid_macro_F1"] == 1.0 for f in folds)
+    assert report["probe_own_length"]["test_macro_F1_mean"] == 1.0
