@@ -44,6 +44,7 @@ Authors
  * speechbrain-turbo contributors
 """
 
+import functools
 import itertools
 import math
 
@@ -127,7 +128,7 @@ class TurboLoss(torch.nn.Module):
                 "TurboLoss reduction must be 'mean' or 'sum', "
                 f"got {reduction!r}"
             )
-        if not isinstance(symmetric, str) or symmetric not in self.SYMMETRIC:
+        if symmetric not in self.SYMMETRIC:
             raise ValueError(
                 "TurboLoss symmetric must be 'all', 'cross_modal' or 'none' "
                 f"(every term both ways, the cross-modal ones, or none), got "
@@ -234,31 +235,24 @@ class TurboLoss(torch.nn.Module):
                 unit, rows, labels, groups, first.device
             )
             targets = self._targets(rows, offset, labels, groups, first.device)
-
-            def term(m, i, n, j, both_ways):
-                """t(view i of modality m, view j of modality n)."""
-                there = self._direction(
-                    scale * (unit[m][i] @ columns[n][j].T), targets
-                )
-                if not both_ways:
-                    return there
-                back = self._direction(
-                    scale * (unit[n][j] @ columns[m][i].T), targets
-                )
-                return (there + back) / 2
-
-            in_terms = [term(m, 0, m, 1, self.symmetric == "all") for m in unit]
+            term = functools.partial(self._term, unit, columns, scale, targets)
+            in_terms = [
+                term((m, 0), (m, 1), both_ways=self.symmetric == "all")
+                for m in unit
+            ]
             cross_terms = [
-                term(m, i, n, j, self.symmetric != "none")
+                term((m, i), (n, j), both_ways=self.symmetric != "none")
                 for m, n in itertools.combinations(unit, 2)
                 for i in (0, 1)
                 for j in (0, 1)
             ]
             in_modal = share * self._reduce(in_terms)
-            if cross_terms:
-                cross_modal = share * self._reduce(cross_terms)
-            else:
-                cross_modal = in_modal.new_zeros(())
+            # A single modality has no cross-modal term.
+            cross_modal = (
+                share * self._reduce(cross_terms)
+                if cross_terms
+                else in_modal.new_zeros(())
+            )
         return {
             "loss": self.in_modal_weight * in_modal
             + self.cross_modal_weight * cross_modal,
@@ -271,6 +265,27 @@ class TurboLoss(torch.nn.Module):
                 for m, t in zip(unit, in_terms)
             },
         }
+
+    def _term(self, unit, columns, scale, targets, x, y, both_ways):
+        """``t(x, y)`` for the views ``x`` and ``y``, each a ``(modality,
+        view index)``: ``l(x -> y)``, averaged with ``l(y -> x)`` when
+        ``both_ways``.
+        """
+        (m, i), (n, j) = x, y
+        there = self._direction(
+            self._logits(unit[m][i], columns[n][j], scale), targets
+        )
+        if not both_ways:
+            return there
+        back = self._direction(
+            self._logits(unit[n][j], columns[m][i], scale), targets
+        )
+        return (there + back) / 2
+
+    @staticmethod
+    def _logits(rows, columns, scale):
+        """``[rows, columns]`` scaled cosines (the views are unit vectors)."""
+        return scale * (rows @ columns.T)
 
     def _columns(self, unit, rows, labels, groups, device):
         """The columns each row is scored against: this process's views,
