@@ -25,7 +25,7 @@ from speechbrain.dataio import audio_io
 from speechbrain.utils.distributed import run_on_main
 from speechbrain.utils.logger import get_logger
 
-from speechbrain_turbo.errors import InputError
+from speechbrain_turbo.errors import InputError, MissingInputError
 from speechbrain_turbo.screening import InputScreen
 
 logger = get_logger(__name__)
@@ -285,6 +285,7 @@ def read_manifest(path, data_root=""):
     # raw rows, a duplicated id or a line that is not UTF-8 included, which
     # those merge or refuse.
     if not path.endswith(".csv"):
+        _check_manifest_exists(path)
         with open(path, encoding="utf-8") as f:
             pairs = json.load(f, object_pairs_hook=lambda items: items)
         entries = []
@@ -437,6 +438,7 @@ def decode_csv_lines(path):
     >>> decode_csv_lines(path)
     (['ID,wav\n', 'a,\ufffd.wav\n'], {2})
     """
+    _check_manifest_exists(path)
     with open(path, "rb") as f:
         data = f.read()
     if data.startswith(codecs.BOM_UTF8):
@@ -449,6 +451,16 @@ def decode_csv_lines(path):
             lines.append(raw.decode("utf-8", errors="replace"))
             not_utf8.add(number)
     return lines, not_utf8
+
+
+def _check_manifest_exists(path):
+    """Stops with a one-line error when the manifest ``path`` is not a file."""
+    if not os.path.isfile(path):
+        raise MissingInputError(
+            f"{path}: no such manifest file. Check the path given (e.g. "
+            "--train_csv, --valid_csv, --test_csv or --manifest), or run the "
+            "preparation that writes it"
+        )
 
 
 def count_labels(path, data_root=""):

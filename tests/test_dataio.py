@@ -16,6 +16,7 @@ from speechbrain_turbo.dataio import (
     resampling_ratio,
     transcript_group_ids,
 )
+from speechbrain_turbo.errors import MissingInputError
 
 
 def write_corpus(tmp_path, texts):
@@ -185,3 +186,14 @@ def test_csv_manifest_with_a_byte_order_mark_reads_its_header(tmp_path):
     ((item_id, where, entry),) = read_manifest(str(path))
     assert item_id == "a" and entry["label"] == "joy"
     assert where.endswith("line 2 (ID 'a')")
+
+
+@pytest.mark.parametrize("name", ["train.csv", "train.json"])
+def test_missing_manifest_is_a_user_error_naming_the_file(tmp_path, name):
+    """A manifest path that names no file: an InputError (one line from a
+    recipe's train.py) naming the file, for CSV and JSON alike."""
+    path = str(tmp_path / name)
+    with pytest.raises(MissingInputError, match=f"{path}: no such manifest"):
+        read_manifest(path)
+    with pytest.raises(MissingInputError, match="no such manifest"):
+        count_labels(path)
