@@ -28,6 +28,8 @@ setup(
         "torchaudio>=2.6",
         "transformers>=4.40",
         "hyperpyyaml>=1.2",
+        # Reads an hparams file's keys without running its tags.
+        "ruamel.yaml>=0.17",
         "sentencepiece>=0.1.99",
         "scikit-learn>=1.2",
         "matplotlib>=3.5",

@@ -13,6 +13,7 @@ Authors
  * speechbrain-turbo contributors
 """
 
+import difflib
 import fcntl
 import glob
 import hashlib
@@ -28,6 +29,7 @@ import time
 import speechbrain as sb
 import torch
 from hyperpyyaml import load_hyperpyyaml
+from ruamel.yaml import YAML
 
 from speechbrain_turbo.errors import InputError
 
@@ -86,6 +88,51 @@ def lock_output_folder(output_folder):
     )
     handle.flush()
     _held_locks[folder] = handle
+
+
+def check_override_keys(hparams_file, overrides):
+    r"""Stops in one line when a command-line override names no key of the
+    hparams file (a typo would otherwise end in HyperPyYAML's traceback
+    listing every key), suggesting the closest keys.
+
+    Arguments
+    ---------
+    hparams_file : str
+        Path of the hparams YAML file.
+    overrides : str
+        The command-line overrides as YAML (``sb.parse_arguments``' third
+        result).
+
+    Returns
+    -------
+    None
+
+    Example
+    -------
+    >>> import tempfile
+    >>> yaml = os.path.join(tempfile.mkdtemp(), "h.yaml")
+    >>> _ = open(yaml, "w").write("turbo_weight: 1\nmodel: !new:dict\n")
+    >>> check_override_keys(yaml, "turbo_weight: 0")
+    >>> check_override_keys(yaml, "turbo_wieght: 0")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    speechbrain_turbo.errors.InputError: --turbo_wieght is not a key ...
+    """
+    if not overrides or not str(overrides).strip():
+        return
+    # The round-trip loader reads HyperPyYAML's tags without running them.
+    with open(hparams_file, encoding="utf-8") as f:
+        keys = list(YAML(typ="rt").load(f) or {})
+    given = YAML(typ="rt").load(overrides) or {}
+    unknown = [key for key in given if key not in keys]
+    if unknown:
+        key = unknown[0]
+        close = difflib.get_close_matches(key, keys, n=3)
+        hint = f"; did you mean {', '.join(close)}?" if close else ""
+        raise InputError(
+            f"--{key} is not a key of {hparams_file}{hint} (the command "
+            "line sets the file's own keys only)"
+        )
 
 
 def check_run_identity(output_folder, hparams_file, overrides):

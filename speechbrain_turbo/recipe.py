@@ -1,6 +1,7 @@
 """The steps every Turbo recipe runs once its manifests exist.
 
-A recipe's ``train.py`` parses its arguments, loads its hparams, starts the
+A recipe's ``train.py`` parses its arguments, loads its hparams
+(:func:`load_hparams`), starts the
 experiment folder (:func:`start_experiment`), prepares its corpus, then
 calls :func:`train_and_test`: screening, tokenizer and datasets, training
 with the best checkpoint chosen on validation UA, the test, and the test
@@ -11,6 +12,7 @@ Authors
 """
 
 import speechbrain as sb
+from hyperpyyaml import load_hyperpyyaml
 from speechbrain.utils.distributed import run_on_main
 from speechbrain.utils.logger import get_logger
 
@@ -19,12 +21,34 @@ from speechbrain_turbo.brain import TurboBrain
 from speechbrain_turbo.dataio import datasets_from_hparams, read_manifest
 from speechbrain_turbo.errors import InputError
 from speechbrain_turbo.experiment import (
+    check_override_keys,
     check_run_identity,
     lock_output_folder,
     write_run_record,
 )
 
 logger = get_logger(__name__)
+
+
+def load_hparams(hparams_file, overrides):
+    """Loads a recipe's hparams file with the command-line overrides, after
+    checking that every override names a key of the file.
+
+    Arguments
+    ---------
+    hparams_file : str
+        The recipe's hparams file.
+    overrides : str
+        The command-line overrides (``sb.parse_arguments``' third result).
+
+    Returns
+    -------
+    dict
+        The loaded hyperparameters.
+    """
+    check_override_keys(hparams_file, overrides)
+    with open(hparams_file, encoding="utf-8") as fin:
+        return load_hyperpyyaml(fin, overrides)
 
 
 def start_experiment(hparams, hparams_file, overrides):

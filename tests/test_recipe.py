@@ -167,6 +167,21 @@ def test_corpus_folder_without_the_test_session_is_one_line(tmp_path):
     assert "Traceback" not in output
 
 
+def test_misspelt_override_is_one_line_with_the_closest_key(tmp_path):
+    result = train_demo_recipe(
+        tmp_path / "corpus", tmp_path / "run", "--turbo_wieght=0"
+    )
+    output = result.stdout + result.stderr
+    assert result.returncode == 1
+    assert (
+        "train.py: --turbo_wieght is not a key of hparams/demo.yaml; did you "
+        "mean turbo_weight?" in output
+    )
+    assert "Traceback" not in output
+    # Refused before anything is written.
+    assert not (tmp_path / "run").exists()
+
+
 def test_same_seed_gives_the_same_metrics_twice(runs):
     first = json.loads((runs[1][0] / "test_metrics.json").read_text())
     again = json.loads((runs[3][0] / "test_metrics.json").read_text())

@@ -24,17 +24,19 @@ Authors
 import sys
 
 import speechbrain as sb
-from hyperpyyaml import load_hyperpyyaml
 
 from speechbrain_turbo.errors import reported_input_errors
-from speechbrain_turbo.recipe import start_experiment, train_and_test
+from speechbrain_turbo.recipe import (
+    load_hparams,
+    start_experiment,
+    train_and_test,
+)
 
 if __name__ == "__main__":
     with reported_input_errors():
         hparams_file, run_opts, overrides = sb.parse_arguments(sys.argv[1:])
         sb.utils.distributed.ddp_init_group(run_opts)
-        with open(hparams_file, encoding="utf-8") as fin:
-            hparams = load_hyperpyyaml(fin, overrides)
+        hparams = load_hparams(hparams_file, overrides)
         start_experiment(hparams, hparams_file, overrides)
         # Screening, tokenizer, training, test (speechbrain_turbo.recipe).
         train_and_test(

@@ -26,13 +26,16 @@ import os
 import sys
 
 import speechbrain as sb
-from hyperpyyaml import load_hyperpyyaml
 from iemocap_prepare import prepare_iemocap
 from speechbrain.utils.distributed import run_on_main
 from speechbrain.utils.logger import get_logger
 
 from speechbrain_turbo.errors import reported_input_errors
-from speechbrain_turbo.recipe import start_experiment, train_and_test
+from speechbrain_turbo.recipe import (
+    load_hparams,
+    start_experiment,
+    train_and_test,
+)
 
 logger = get_logger(__name__)
 
@@ -62,8 +65,7 @@ if __name__ == "__main__":
     with reported_input_errors():
         hparams_file, run_opts, overrides = sb.parse_arguments(sys.argv[1:])
         sb.utils.distributed.ddp_init_group(run_opts)
-        with open(hparams_file, encoding="utf-8") as fin:
-            hparams = load_hyperpyyaml(fin, overrides)
+        hparams = load_hparams(hparams_file, overrides)
 
         start_experiment(hparams, hparams_file, overrides)
 
