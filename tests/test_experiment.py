@@ -1,8 +1,14 @@
-"""The guard against resuming another configuration's run folder."""
+"""The guards of a run's settings: the command line's keys, and no resuming
+of another configuration's run folder."""
+
+import os
 
 import pytest
+from conftest import REPO
 
-from speechbrain_turbo.experiment import check_run_identity
+from speechbrain_turbo.errors import InputError
+from speechbrain_turbo.experiment import check_override_keys, check_run_identity
+from speechbrain_turbo.recipe import load_hparams
 
 
 def write_hparams(tmp_path, text="lr: 1\n"):
@@ -72,3 +78,18 @@ def test_a_second_process_cannot_train_in_a_locked_folder(tmp_path):
     from speechbrain_turbo.experiment import lock_output_folder
 
     lock_output_folder(str(tmp_path))
+
+
+def test_misspelt_override_is_refused_naming_the_closest_keys():
+    """A recipe's override that names no key of its hparams file stops
+    before the file is loaded (an InputError: one line from train.py)."""
+    demo = os.path.join(REPO, "recipes", "IEMOCAP", "turbo", "hparams")
+    demo = os.path.join(demo, "demo.yaml")
+    with pytest.raises(InputError, match="did you mean turbo_weight"):
+        load_hparams(demo, "turbo_wieght: 0\n")
+    with pytest.raises(InputError, match="--no_such_key is not a key"):
+        check_override_keys(demo, "lr: 0.1\nno_such_key: 1\n")
+    # The file's keys, nested values and references pass.
+    check_override_keys(
+        demo, "turbo_weight: 0\nmodalities: [text]\nlr: !ref <lr_final>\n"
+    )
