@@ -11,6 +11,8 @@ Authors
  * speechbrain-turbo contributors
 """
 
+import os
+
 import speechbrain as sb
 from hyperpyyaml import load_hyperpyyaml
 from speechbrain.utils.distributed import run_on_main
@@ -19,7 +21,7 @@ from speechbrain.utils.logger import get_logger
 from speechbrain_turbo.batching import train_loader_options
 from speechbrain_turbo.brain import TurboBrain
 from speechbrain_turbo.dataio import datasets_from_hparams, read_manifest
-from speechbrain_turbo.errors import InputError
+from speechbrain_turbo.errors import InputError, MissingInputError
 from speechbrain_turbo.experiment import (
     check_override_keys,
     check_run_identity,
@@ -46,6 +48,11 @@ def load_hparams(hparams_file, overrides):
     dict
         The loaded hyperparameters.
     """
+    if not os.path.isfile(hparams_file):
+        raise MissingInputError(
+            f"{hparams_file}: no such hparams file (the recipe's are in its "
+            "hparams/ folder, e.g. hparams/turbo.yaml)"
+        )
     check_override_keys(hparams_file, overrides)
     with open(hparams_file, encoding="utf-8") as fin:
         return load_hyperpyyaml(fin, overrides)

@@ -6,7 +6,7 @@ import os
 import pytest
 from conftest import REPO
 
-from speechbrain_turbo.errors import InputError
+from speechbrain_turbo.errors import InputError, MissingInputError
 from speechbrain_turbo.experiment import check_override_keys, check_run_identity
 from speechbrain_turbo.recipe import load_hparams
 
@@ -87,6 +87,8 @@ def test_misspelt_override_is_refused_naming_the_closest_keys():
     demo = os.path.join(demo, "demo.yaml")
     with pytest.raises(InputError, match="did you mean turbo_weight"):
         load_hparams(demo, "turbo_wieght: 0\n")
+    with pytest.raises(MissingInputError, match="no such hparams file"):
+        load_hparams(demo + ".missing", "")
     with pytest.raises(InputError, match="--no_such_key is not a key"):
         check_override_keys(demo, "lr: 0.1\nno_such_key: 1\n")
     # The file's keys, nested values and references pass.
