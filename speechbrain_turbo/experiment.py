@@ -93,7 +93,8 @@ def lock_output_folder(output_folder):
 def check_override_keys(hparams_file, overrides):
     r"""Stops in one line when a command-line override names no key of the
     hparams file (a typo would otherwise end in HyperPyYAML's traceback
-    listing every key), suggesting the closest keys.
+    listing every key), suggesting the closest keys, or when a key the file
+    leaves to the command line (``!PLACEHOLDER``) is not given.
 
     Arguments
     ---------
@@ -111,27 +112,41 @@ def check_override_keys(hparams_file, overrides):
     -------
     >>> import tempfile
     >>> yaml = os.path.join(tempfile.mkdtemp(), "h.yaml")
-    >>> _ = open(yaml, "w").write("turbo_weight: 1\nmodel: !new:dict\n")
-    >>> check_override_keys(yaml, "turbo_weight: 0")
+    >>> _ = open(yaml, "w").write("turbo_weight: 1\ndata: !PLACEHOLDER\n")
+    >>> check_override_keys(yaml, "turbo_weight: 0\ndata: d")
     >>> check_override_keys(yaml, "turbo_wieght: 0")  # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ...
     speechbrain_turbo.errors.InputError: --turbo_wieght is not a key ...
+    >>> check_override_keys(yaml, "")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    speechbrain_turbo.errors.InputError: ...needs --data=... on the command line...
     """
-    if not overrides or not str(overrides).strip():
-        return
     # The round-trip loader reads HyperPyYAML's tags without running them.
     with open(hparams_file, encoding="utf-8") as f:
-        keys = list(YAML(typ="rt").load(f) or {})
-    given = YAML(typ="rt").load(overrides) or {}
-    unknown = [key for key in given if key not in keys]
+        values = YAML(typ="rt").load(f) or {}
+    given = YAML(typ="rt").load(overrides or "") or {}
+    unknown = [key for key in given if key not in values]
     if unknown:
         key = unknown[0]
-        close = difflib.get_close_matches(key, keys, n=3)
+        close = difflib.get_close_matches(key, list(values), n=3)
         hint = f"; did you mean {', '.join(close)}?" if close else ""
         raise InputError(
             f"--{key} is not a key of {hparams_file}{hint} (the command "
             "line sets the file's own keys only)"
+        )
+    missing = [
+        key
+        for key, value in values.items()
+        if getattr(getattr(value, "tag", None), "value", None) == "!PLACEHOLDER"
+        and key not in given
+    ]
+    if missing:
+        needed = " ".join(f"--{key}=..." for key in missing)
+        raise InputError(
+            f"{hparams_file} needs {needed} on the command line (the "
+            "recipe's README shows a full command)"
         )
 
 

@@ -91,6 +91,9 @@ def test_misspelt_override_is_refused_naming_the_closest_keys():
         load_hparams(demo + ".missing", "")
     with pytest.raises(InputError, match="--no_such_key is not a key"):
         check_override_keys(demo, "lr: 0.1\nno_such_key: 1\n")
+    small = os.path.join(REPO, "recipes", "AudioText", "turbo", "hparams")
+    with pytest.raises(InputError, match="needs --train_csv=... --valid_csv"):
+        load_hparams(os.path.join(small, "small.yaml"), "")
     # The file's keys, nested values and references pass.
     check_override_keys(
         demo, "turbo_weight: 0\nmodalities: [text]\nlr: !ref <lr_final>\n"
