@@ -19,9 +19,10 @@ agreement between the two encodings, and how far each of Whisper's
 dropouts (off in its training, on in fine-tuning) moves the pooled
 features.
 
-The folds: EmoDB's five speaker pairs read from the corpus
-(``--data_folder``), or any preparation's ``fold<k>/{train,valid,test}.csv``
-(``--manifests``; ``$data_root`` in ``wav`` becomes ``--data_folder``):
+The folds: any preparation's ``fold<k>/{train,valid,test}.csv``
+(``--manifests``; ``$data_root`` in ``wav`` becomes ``--data_folder``), or
+EmoDB's five speaker-pair folds, which ``emodb_prepare.py`` writes from
+``--data_folder`` when ``--manifests`` is not given:
 
     > python bench/whisper_probe.py --data_folder /path/to/EmoDB \
         --whisper ~/.cache/speechbrain_turbo/pretrained/whisper-tiny.en \
@@ -65,7 +66,7 @@ RECIPE = os.path.join(
     "turbo",
 )
 sys.path.insert(0, RECIPE)
-from emodb_prepare import FOLDS, read_corpus  # noqa: E402
+from emodb_prepare import prepare_emodb_folds  # noqa: E402
 
 REGULARISATION = (0.01, 0.1, 1.0, 10.0)
 
@@ -236,42 +237,6 @@ def probe_fold(feature_sets, labels, split, metric="UA"):
     }
 
 
-def emodb_folds(data_folder):
-    """EmoDB's utterances and its five speaker-pair folds.
-
-    Arguments
-    ---------
-    data_folder : str
-        The EmoDB folder, holding ``wav/``.
-
-    Returns
-    -------
-    entries : list of dict
-        ``wav``, ``text``, ``label`` of every utterance.
-    splits : list of dict
-        Per fold: ``test_fold`` and the ``train``, ``valid``, ``test`` rows.
-    """
-    entries, _ = read_corpus(data_folder)
-    for entry in entries:
-        entry["wav"] = entry["wav"].replace("$data_root", data_folder)
-    fold_of = {s: fold for fold, pair in FOLDS.items() for s in pair}
-    folds = np.array([fold_of[e["speaker"]] for e in entries])
-    splits = []
-    for test_fold in FOLDS:
-        valid_fold = test_fold % len(FOLDS) + 1
-        splits.append(
-            {
-                "test_fold": test_fold,
-                "train": np.flatnonzero(
-                    (folds != test_fold) & (folds != valid_fold)
-                ),
-                "valid": np.flatnonzero(folds == valid_fold),
-                "test": np.flatnonzero(folds == test_fold),
-            }
-        )
-    return entries, splits
-
-
 def manifest_folds(folder, data_root=""):
     """The utterances and folds of a preparation's ``fold<k>/`` manifests.
 
@@ -380,10 +345,12 @@ def main(argv=None):
     args = parser.parse_args(argv)
     os.makedirs(args.output, exist_ok=True)
 
-    if args.manifests:
-        entries, splits = manifest_folds(args.manifests, args.data_folder)
-    else:
-        entries, splits = emodb_folds(args.data_folder)
+    manifests = args.manifests
+    if not manifests:
+        # EmoDB's five speaker-pair folds, as its preparation writes them.
+        manifests = tempfile.mkdtemp()
+        prepare_emodb_folds(args.data_folder, manifests)
+    entries, splits = manifest_folds(manifests, args.data_folder)
     names = sorted({e["label"] for e in entries})
     labels = np.array([names.index(e["label"]) for e in entries])
     wavs = [load_audio(e["wav"], 16000) for e in entries]
