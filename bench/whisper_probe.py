@@ -54,9 +54,11 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
+from speechbrain_turbo.cross_validate import fold_manifests
 from speechbrain_turbo.dataio import load_audio, read_manifest
 from speechbrain_turbo.hf_encoders import HFTextEncoder, HFWhisperEncoder
 from speechbrain_turbo.metrics import classification_metrics
+from speechbrain_turbo.models import MaskedStatisticsPooling
 
 RECIPE = os.path.join(
     os.path.dirname(os.path.abspath(__file__)),
@@ -142,16 +144,14 @@ def pooled_text_features(text_encoder, texts, batch_size=32):
     encoder = HFTextEncoder(text_encoder, tempfile.mkdtemp(), freeze=True)
     encoder.eval()
     ids = [torch.tensor(encoder.text_to_ids(t)) for t in texts]
+    mean = MaskedStatisticsPooling()
     pooled = []
     for start in range(0, len(ids), batch_size):
         chunk = ids[start : start + batch_size]
-        tokens = torch.tensor([len(x) for x in chunk])
         batch = torch.nn.utils.rnn.pad_sequence(chunk, batch_first=True)
-        mask = torch.arange(batch.shape[1])[None] < tokens[:, None]
+        lengths = torch.tensor([len(x) for x in chunk]) / batch.shape[1]
         with torch.no_grad():
-            hidden = encoder(batch, tokens / batch.shape[1])
-        summed = (hidden * mask[..., None]).sum(1)
-        pooled.append(summed / tokens[:, None])
+            pooled.append(mean(encoder(batch, lengths), lengths))
     return torch.cat(pooled).numpy()
 
 
@@ -262,8 +262,7 @@ def manifest_folds(folder, data_root=""):
     entries, row_of, splits = [], {}, []
     for fold in folds:
         split = {"test_fold": fold}
-        for part in ("train", "valid", "test"):
-            path = os.path.join(folder, f"fold{fold}", f"{part}.csv")
+        for part, path in fold_manifests(folder, fold).items():
             rows = []
             for item_id, _, entry in read_manifest(path, data_root):
                 if item_id not in row_of:
