@@ -171,12 +171,19 @@ wait
 python -m speechbrain_turbo.cross_validate "$root"
 python "$terms" "$root" >"$root/terms.md"
 if [[ $stage == arms ]]; then
-    for reference in baseline two_views_ce; do
-        # (ONLY may have left it out)
-        [[ -f $root/$reference/results.csv ]] || continue
-        python -m speechbrain_turbo.comparison "$root" \
-            --reference "$reference" --metric "${METRIC:-UA}" "${probe[@]}"
+    # The plan's family of comparisons, Holm-adjusted together: each arm
+    # against the baseline, and Turbo against two views with cross-entropy
+    # only; those of arms that ran (ONLY may have left some out).
+    pairs=()
+    for pair in two_views_ce:baseline turbo:baseline paper:baseline \
+        turbo:two_views_ce; do
+        [[ -f $root/${pair%%:*}/results.csv &&
+            -f $root/${pair##*:}/results.csv ]] && pairs+=("$pair")
     done
+    if ((${#pairs[@]})); then
+        python -m speechbrain_turbo.comparison "$root" --pairs "${pairs[@]}" \
+            --metric "${METRIC:-UA}" "${probe[@]}"
+    fi
 fi
 keep_small_files "$root" "$kept"
 if [[ $stage == cross_modal_only ]]; then

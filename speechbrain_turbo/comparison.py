@@ -2,13 +2,15 @@
 
 A sweep folder (``cross_validate.py --output_root ROOT``) holds one
 sub-folder per configuration, one ``fold<F>_seed<S>`` run folder each, with
-``test_metrics.json`` and ``test_predictions.csv``. For every configuration
-("arm") against a reference (the cross-entropy baseline):
+``test_metrics.json`` and ``test_predictions.csv``. For each pair of
+configurations compared (an "arm" against its reference, e.g. Turbo against
+the cross-entropy baseline):
 
 - fold-level pairs: for each fold, the arm's test metric minus the
   reference's, averaged over the seeds both ran on that fold. Their mean,
   a 95 % t-interval and a two-sided one-sample t-test p-value; the p-values
-  of all arms are Holm-adjusted together (family-wise error 5 %);
+  of all the pairs of one call are Holm-adjusted together (family-wise
+  error 5 %), so one call names the whole family the analysis plans;
 - the smallest effect the design could detect: a two-sided 5 % t-test on
   ``n`` fold-level pairs with standard deviation ``sd`` has 80 % power at
   ``(t(0.975, n - 1) + t(0.8, n - 1)) * sd / sqrt(n)``;
@@ -19,8 +21,8 @@ sub-folder per configuration, one ``fold<F>_seed<S>`` run folder each, with
   utterances alone move the difference, the t-interval also counts what
   another training run would change.
 
-    > python -m speechbrain_turbo.comparison ROOT --reference baseline \
-        --metric UA
+    > python -m speechbrain_turbo.comparison ROOT --metric UA --pairs \
+        two_views_ce:baseline turbo:baseline turbo:two_views_ce
 
 Authors
  * speechbrain-turbo contributors
@@ -271,53 +273,76 @@ def utterance_bootstrap(
     return float(low), float(high)
 
 
-def compare(root, reference, metric="UA", arms=None, resamples=2000):
-    """Every arm of a sweep folder against the reference.
+def configurations(root):
+    """The configurations of a sweep folder.
+
+    Arguments
+    ---------
+    root : str
+        The sweep folder.
+
+    Returns
+    -------
+    list of str
+        Its sub-folders' names, sorted.
+    """
+    return sorted(
+        name
+        for name in os.listdir(root)
+        if os.path.isdir(os.path.join(root, name))
+    )
+
+
+def compare(root, pairs, metric="UA", resamples=2000):
+    """Each ``(arm, reference)`` pair of a sweep folder, as one family.
+
+    The pairs' p-values are Holm-adjusted together: list every comparison
+    the analysis plan names, and only those.
 
     Arguments
     ---------
     root : str
         The sweep folder (one sub-folder per configuration).
-    reference : str
-        The reference configuration's name.
+    pairs : list of tuple
+        ``(arm, reference)`` configuration names; the difference is
+        ``arm - reference``.
     metric : str
         ``UA``, ``WA`` or ``macro_F1``.
-    arms : list of str, optional
-        The configurations compared (default: all but the reference).
     resamples : int
         Of the per-utterance bootstrap (0: none).
 
     Returns
     -------
     list of dict
-        Per arm: its name, number of runs and folds, the
+        Per pair: ``arm``, ``reference``, the number of paired runs, the
         :func:`t_summary` keys in points, ``p_holm``, and the bootstrap
         interval ``boot_low`` / ``boot_high`` in points.
     """
-    configurations = sorted(
-        name
-        for name in os.listdir(root)
-        if os.path.isdir(os.path.join(root, name))
-    )
-    if reference not in configurations:
+    names = sorted({name for pair in pairs for name in pair})
+    present = configurations(root)
+    missing = [name for name in names if name not in present]
+    if missing:
         raise ValueError(
-            f"{root} has no configuration {reference!r} (it has "
-            f"{configurations})"
+            f"{root} has no configuration {missing[0]!r} (it has {present}); "
+            "name only configurations that ran"
         )
-    arms = arms or [name for name in configurations if name != reference]
-    base = read_runs(os.path.join(root, reference), metric)
+    runs = {name: read_runs(os.path.join(root, name), metric) for name in names}
     results = []
-    for name in arms:
-        runs = read_runs(os.path.join(root, name), metric)
-        differences = list(fold_differences(runs, base).values())
+    for arm, reference in pairs:
+        differences = list(
+            fold_differences(runs[arm], runs[reference]).values()
+        )
         summary = t_summary([100 * d for d in differences])
         low, high = math.nan, math.nan
         if resamples and differences:
-            low, high = utterance_bootstrap(runs, base, metric, resamples)
+            low, high = utterance_bootstrap(
+                runs[arm], runs[reference], metric, resamples
+            )
         results.append(
             {
-                "arm": name,
-                "runs": len(set(runs) & set(base)),
+                "arm": arm,
+                "reference": reference,
+                "runs": len(set(runs[arm]) & set(runs[reference])),
                 **summary,
                 "boot_low": 100 * low,
                 "boot_high": 100 * high,
@@ -340,7 +365,7 @@ def versus_probe(runs, probe_file, metric="UA"):
         folds: ``test_fold`` and ``test_<metric>``; the probe is
         deterministic, one score per fold).
     metric : str
-        ``UA`` or ``WA``.
+        ``UA``, ``WA`` or ``macro_F1`` (the report's ``test_<metric>``).
 
     Returns
     -------
@@ -360,15 +385,13 @@ def versus_probe(runs, probe_file, metric="UA"):
     return t_summary([100 * d for d in differences])
 
 
-def markdown(results, reference, metric):
+def markdown(results, metric):
     """A Markdown table of :func:`compare`'s results.
 
     Arguments
     ---------
     results : list of dict
         Output of :func:`compare`.
-    reference : str
-        The reference's name.
     metric : str
         The metric compared.
 
@@ -378,27 +401,44 @@ def markdown(results, reference, metric):
         The table.
     """
     lines = [
-        f"| arm | runs (folds) | test {metric} − {reference}, mean "
+        f"| arm − reference | runs (folds) | test {metric}, mean "
         "[95 % CI over folds] | p (Holm) | per-utterance bootstrap 95 % "
         "| detectable at 80 % power |",
         "|---|---|---|---|---|---|",
     ]
     for r in results:
         lines.append(
-            f"| {r['arm']} | {r['runs']} ({r['n']}) | {r['mean']:+.1f} "
-            f"[{r['low']:+.1f}, {r['high']:+.1f}] | {r['p_holm']:.3f} | "
+            f"| {r['arm']} − {r['reference']} | {r['runs']} ({r['n']}) | "
+            f"{r['mean']:+.1f} [{r['low']:+.1f}, {r['high']:+.1f}] | "
+            f"{r['p_holm']:.3f} | "
             f"[{r['boot_low']:+.1f}, {r['boot_high']:+.1f}] | "
             f"{r['detectable']:.1f} |"
         )
     return "\n".join(lines) + "\n"
 
 
+def _pair(text):
+    """``ARM:REFERENCE`` -> ``(arm, reference)``, for the command line."""
+    arm, colon, reference = text.partition(":")
+    if not (arm and colon and reference):
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not ARM:REFERENCE (e.g. turbo:baseline)"
+        )
+    return arm, reference
+
+
 def main(argv=None):
     """Command line: writes ``comparison_<metric>.md`` and ``.json`` in ROOT."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("root")
+    parser.add_argument(
+        "--pairs",
+        nargs="+",
+        type=_pair,
+        help="ARM:REFERENCE ..., Holm-adjusted together (default: every "
+        "other configuration against --reference)",
+    )
     parser.add_argument("--reference", default="baseline")
-    parser.add_argument("--arms", nargs="+", default=None)
     parser.add_argument(
         "--metric", default="UA", choices=("UA", "WA", "macro_F1")
     )
@@ -407,10 +447,16 @@ def main(argv=None):
         "--probe", help="bench/whisper_probe.py's report: reference - probe"
     )
     args = parser.parse_args(argv)
-    results = compare(
-        args.root, args.reference, args.metric, args.arms, args.resamples
-    )
-    table = markdown(results, args.reference, args.metric)
+    pairs = args.pairs or [
+        (name, args.reference)
+        for name in configurations(args.root)
+        if name != args.reference
+    ]
+    try:
+        results = compare(args.root, pairs, args.metric, args.resamples)
+    except ValueError as error:
+        parser.error(str(error))
+    table = markdown(results, args.metric)
     if args.probe:
         runs = read_runs(os.path.join(args.root, args.reference), args.metric)
         probe = versus_probe(runs, args.probe, args.metric)
@@ -419,7 +465,9 @@ def main(argv=None):
             f"{probe['mean']:+.1f} [{probe['low']:+.1f}, {probe['high']:+.1f}]"
             f" over {probe['n']} folds (p {probe['p']:.3f})\n"
         )
-        results.append({"arm": f"{args.reference} - frozen probe", **probe})
+        results.append(
+            {"arm": "frozen probe", "reference": args.reference, **probe}
+        )
     stem = os.path.join(args.root, f"comparison_{args.metric}")
     with open(stem + ".md", "w", encoding="utf-8") as f:
         f.write(table)

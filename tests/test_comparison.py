@@ -12,6 +12,7 @@ from scipy import stats
 from speechbrain_turbo.comparison import (
     compare,
     holm,
+    main,
     markdown,
     read_runs,
     t_summary,
@@ -63,7 +64,9 @@ def test_fold_level_interval_is_a_t_interval_of_seed_averaged_pairs(tmp_path):
     base = {(f, s): 10 for f in (1, 2, 3) for s in (1, 2)}
     arm = {(1, 1): 4, (1, 2): 8, (2, 1): 9, (2, 2): 9, (3, 1): 3, (3, 2): 10}
     make_sweep(tmp_path, {"baseline": base, "turbo": arm})
-    (result,) = compare(str(tmp_path), "baseline", "WA", resamples=0)
+    (result,) = compare(
+        str(tmp_path), [("turbo", "baseline")], "WA", resamples=0
+    )
     # WA moves by 1/30 per row: seed-averaged gains of 4, 1 and 3.5 rows.
     per_fold = [100 * 4 / 30, 100 * 1 / 30, 100 * 3.5 / 30]
     reference = stats.ttest_1samp(per_fold, 0.0)
@@ -73,16 +76,52 @@ def test_fold_level_interval_is_a_t_interval_of_seed_averaged_pairs(tmp_path):
     assert (result["low"], result["high"]) == pytest.approx((low, high))
     assert result["p"] == pytest.approx(reference.pvalue)
     assert result["p_holm"] == pytest.approx(reference.pvalue)
-    assert "| turbo | 6 (3) |" in markdown([result], "baseline", "WA")
+    assert "| turbo − baseline | 6 (3) |" in markdown([result], "WA")
 
 
 def test_runs_without_a_partner_are_left_out(tmp_path):
     base = {(1, 1): 10, (2, 1): 10}
     arm = {(1, 1): 5, (1, 2): 0, (3, 1): 0}
     make_sweep(tmp_path, {"baseline": base, "turbo": arm})
-    (result,) = compare(str(tmp_path), "baseline", "WA", resamples=0)
+    (result,) = compare(
+        str(tmp_path), [("turbo", "baseline")], "WA", resamples=0
+    )
     assert result["runs"] == 1 and result["n"] == 1
     assert math.isnan(result["low"])
+
+
+def test_one_call_is_one_holm_family_over_its_named_pairs(tmp_path, capsys):
+    # Wrong rows on fold f: base + slope * f.
+    wrong = {"baseline": (12, 0), "two_views_ce": (9, 1), "turbo": (5, 2)}
+    wrong["other"] = (0, 0)
+    make_sweep(
+        tmp_path,
+        {
+            name: {(f, s): base + slope * f for f in (1, 2, 3) for s in (1, 2)}
+            for name, (base, slope) in wrong.items()
+        },
+    )
+    pairs = [("two_views_ce", "baseline"), ("turbo", "two_views_ce")]
+    results = compare(str(tmp_path), pairs, "WA", resamples=0)
+    # "other" is in the folder but not in the family: two tests, not three.
+    assert [(r["arm"], r["reference"]) for r in results] == pairs
+    assert [r["p_holm"] for r in results] == pytest.approx(
+        holm([r["p"] for r in results])
+    )
+    # turbo - two_views_ce gains 3, 2 and 1 rows of 30 on the three folds.
+    assert results[1]["mean"] == pytest.approx(100 * 2 / 30)
+    assert 0 < results[0]["p"] < results[0]["p_holm"] <= 1
+    # The command line writes the whole family to one file.
+    main(
+        [str(tmp_path), "--metric", "WA", "--resamples", "0", "--pairs"]
+        + [f"{a}:{r}" for a, r in pairs]
+    )
+    table = (tmp_path / "comparison_WA.md").read_text()
+    assert "| two_views_ce − baseline |" in table
+    assert "| turbo − two_views_ce |" in table and "other" not in table
+    with pytest.raises(SystemExit):
+        main([str(tmp_path), "--pairs", "paper:baseline"])
+    assert "no configuration 'paper'" in capsys.readouterr().err
 
 
 def test_holm_adjusts_in_step_down_order():
@@ -143,7 +182,7 @@ def test_bootstrap_refuses_runs_tested_on_other_utterances(tmp_path):
     with open(path, "a") as f:
         f.write("extra,ang,ang\n")
     with pytest.raises(ValueError, match="turbo/fold1_seed1"):
-        compare(str(tmp_path), "baseline", "UA", resamples=10)
+        compare(str(tmp_path), [("turbo", "baseline")], "UA", resamples=10)
 
 
 def test_a_configuration_against_the_frozen_probe_per_fold(tmp_path):

@@ -85,6 +85,7 @@ def test_only_and_folds_choose_the_runs_and_finished_runs_are_kept(
     assert sorted(os.listdir(run)) == [
         "history.jsonl",
         "test_metrics.json",
+        "test_predictions.csv",
         "train_log.txt",
     ]
     assert (kept / "turbo_t0.05_w1" / "results.csv").exists()
@@ -132,6 +133,31 @@ def test_base_encoders_and_seeds(tmp_path, fake_recipe):
         ("baseline", "3"),
     ]
     assert "--audio_hub=/p/whisper-tiny.en" in calls[0][4]
+
+
+def test_arms_are_compared_as_one_family_of_the_arms_that_ran(
+    tmp_path, fake_recipe
+):
+    compare(
+        tmp_path,
+        fake_recipe,
+        "arms",
+        ONLY="baseline two_views_ce turbo",
+        FOLDS="1 2",
+        SEEDS="1",
+    )
+    kept = tmp_path / "bench/measurements/turbo_comparison/Fake/arms"
+    rows = [
+        line.split("|")[1].strip()
+        for line in (kept / "comparison_UA.md").read_text().splitlines()[2:]
+        if line.startswith("|")
+    ]
+    # The paper's arm did not run: three of the plan's four comparisons.
+    assert rows == [
+        "two_views_ce − baseline",
+        "turbo − baseline",
+        "turbo − two_views_ce",
+    ]
 
 
 def test_cross_modal_only_runs_beside_the_arms(tmp_path, fake_recipe):

@@ -1,7 +1,8 @@
 """Stands in for a recipe's cross_validate.py in the tests of
 bench/turbo_comparison.sh: logs what it is asked (to ``$FAKE_LOG``),
-"trains" each unfinished fold and seed (a test_metrics.json, a checkpoint,
-a log) and writes the configuration's results.csv, as the real one does.
+"trains" each unfinished fold and seed (a test_metrics.json, test
+predictions, a checkpoint, a log) and writes the configuration's
+results.csv, as the real one does.
 """
 
 import csv
@@ -53,6 +54,10 @@ def main(args):
                     (
                         os.path.join(run, "history.jsonl"),
                         '{"epoch": 1, "train": {"cross_modal": 0.5}}\n',
+                    ),
+                    (
+                        os.path.join(run, "test_predictions.csv"),
+                        "ID,label,predicted\na,x,x\nb,y,x\n",
                     ),
                 ):
                     with open(path, "w", encoding="utf-8") as f:
