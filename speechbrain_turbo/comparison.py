@@ -39,7 +39,9 @@ import statistics
 
 import numpy as np
 from scipy import stats
+from speechbrain.utils.logger import get_logger, setup_logging
 
+logger = get_logger(__name__)
 RUN_FOLDER = re.compile(r"fold(\d+)_seed(\d+)$")
 
 
@@ -447,6 +449,7 @@ def main(argv=None):
         "--probe", help="bench/whisper_probe.py's report: reference - probe"
     )
     args = parser.parse_args(argv)
+    setup_logging()
     pairs = args.pairs or [
         (name, args.reference)
         for name in configurations(args.root)
@@ -473,7 +476,7 @@ def main(argv=None):
         f.write(table)
     with open(stem + ".json", "w", encoding="utf-8") as f:
         json.dump(results, f, indent=2)
-    print(table)
+    logger.info("%s.md:\n%s", stem, table)
 
 
 if __name__ == "__main__":

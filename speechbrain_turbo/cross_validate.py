@@ -476,7 +476,8 @@ def main(train_py, fold_key=None, argv=None):
     ]
     failed = len(results) - len(rows)
     if rows:
-        print(write_tables(rows, summarise(rows), folder, command))
+        table = write_tables(rows, summarise(rows), folder, command)
+        logger.info("The runs in %s:\n%s", folder, table)
     if failed:
         logger.error(
             "%d of %d runs failed or were skipped", failed, len(results)
@@ -609,4 +610,6 @@ if __name__ == "__main__":
         "--paired_metrics", nargs="+", default=["UA"], choices=METRICS
     )
     options = cli.parse_args()
-    print(collect(options.root, options.paired_with, options.paired_metrics))
+    setup_logging()
+    table = collect(options.root, options.paired_with, options.paired_metrics)
+    logger.info("%s:\n%s", os.path.join(options.root, "summary.md"), table)

@@ -27,7 +27,7 @@ def fake_metrics(folder, ua):
 
 
 def test_finished_runs_are_not_run_again_and_tables_are_written(
-    tmp_path, capsys
+    tmp_path, caplog
 ):
     root = tmp_path / "cv"
     fake_metrics(root / "demo" / "fold5_seed1", 0.5)
@@ -63,7 +63,7 @@ def test_finished_runs_are_not_run_again_and_tables_are_written(
     )
     csv_text = (root / "demo" / "results.csv").read_text()
     assert csv_text.splitlines()[0].startswith("fold,seed,valid_UA,WA")
-    assert "python cross_validate.py missing.yaml" in capsys.readouterr().out
+    assert "python cross_validate.py missing.yaml" in caplog.text
 
 
 def test_a_run_locked_by_another_process_is_skipped(tmp_path):
