@@ -36,6 +36,8 @@ from speechbrain_turbo.errors import InputError
 IDENTITY_FILE = "run_identity.json"
 RECORD_FILE = "run_record.json"
 LOCK_FILE = "run.lock"
+# This package's code, whose commit every run records.
+PACKAGE_FOLDER = os.path.dirname(os.path.abspath(__file__))
 # Open lock files, held for the life of the process (closing one frees it).
 _held_locks = {}
 
@@ -263,9 +265,33 @@ def sha256_of_file(path):
     return digest.hexdigest()
 
 
-def _git_revision():
-    """The commit (and whether the tree is dirty) of this package's code."""
-    folder = os.path.dirname(os.path.abspath(__file__))
+def _git_revision(folder=PACKAGE_FOLDER):
+    """The commit of the checkout holding ``folder`` (this package's code)
+    and whether that code differs from it: a tracked file edited, or a file
+    in ``folder`` that git does not track (results or measurements written
+    elsewhere in the checkout do not count).
+
+    Example
+    -------
+    >>> import subprocess, tempfile
+    >>> repo = tempfile.mkdtemp()
+    >>> os.makedirs(os.path.join(repo, "package"))
+    >>> with open(os.path.join(repo, "package", "code.py"), "w") as f:
+    ...     _ = f.write("x = 1")
+    >>> git = ["git", "-C", repo, "-c", "user.name=a", "-c", "user.email=a@b"]
+    >>> _ = subprocess.run(git + ["init", "-q"], check=True)
+    >>> _ = subprocess.run(git + ["add", "."], check=True)
+    >>> _ = subprocess.run(git + ["commit", "-qm", "code"], check=True)
+    >>> package = os.path.join(repo, "package")
+    >>> with open(os.path.join(repo, "results.csv"), "w") as f:
+    ...     _ = f.write("UA")
+    >>> _git_revision(package)["dirty"]
+    False
+    >>> with open(os.path.join(package, "new.py"), "w") as f:
+    ...     _ = f.write("y = 2")
+    >>> _git_revision(package)["dirty"]
+    True
+    """
     try:
         commit = subprocess.run(
             ["git", "-C", folder, "rev-parse", "HEAD"],
@@ -273,12 +299,15 @@ def _git_revision():
             text=True,
             check=True,
         ).stdout.strip()
-        status = subprocess.run(
-            ["git", "-C", folder, "status", "--porcelain"],
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout
+        status = "".join(
+            subprocess.run(
+                ["git", "-C", folder, "status", "--porcelain", *which],
+                capture_output=True,
+                text=True,
+                check=True,
+            ).stdout
+            for which in (["--untracked-files=no"], ["--", "."])
+        )
     except (OSError, subprocess.CalledProcessError):
         return None
     return {"commit": commit, "dirty": bool(status.strip())}
