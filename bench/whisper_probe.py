@@ -55,8 +55,9 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from speechbrain_turbo.cross_validate import fold_manifests
-from speechbrain_turbo.dataio import load_audio, read_manifest
+from speechbrain_turbo.dataio import load_audio
 from speechbrain_turbo.hf_encoders import HFTextEncoder, HFWhisperEncoder
+from speechbrain_turbo.manifests import read_manifest
 from speechbrain_turbo.metrics import classification_metrics
 from speechbrain_turbo.models import MaskedStatisticsPooling
 

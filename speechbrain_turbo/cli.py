@@ -159,7 +159,7 @@ def _manifest_rows(manifest):
     empty or repeated IDs. Relative ``wav`` paths are resolved against the
     manifest's folder.
     """
-    from speechbrain_turbo.dataio import read_csv_rows
+    from speechbrain_turbo.manifests import read_csv_rows
 
     try:
         header, csv_rows = read_csv_rows(manifest)

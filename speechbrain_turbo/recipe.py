@@ -20,7 +20,7 @@ from speechbrain.utils.logger import get_logger
 
 from speechbrain_turbo.batching import train_loader_options
 from speechbrain_turbo.brain import TurboBrain
-from speechbrain_turbo.dataio import datasets_from_hparams, read_manifest
+from speechbrain_turbo.dataio import datasets_from_hparams
 from speechbrain_turbo.errors import InputError, MissingInputError
 from speechbrain_turbo.experiment import (
     check_override_keys,
@@ -28,6 +28,7 @@ from speechbrain_turbo.experiment import (
     lock_output_folder,
     write_run_record,
 )
+from speechbrain_turbo.manifests import read_manifest
 
 logger = get_logger(__name__)
 

@@ -307,7 +307,7 @@ class InputScreen:
             ``(id, where, entry)`` in manifest order; an entry holds ``wav``
             (resolved path), ``text`` (None when missing) and the label,
             and ``_row_problem`` when its row's form is wrong
-            (:class:`speechbrain_turbo.dataio.RowProblem`).
+            (:class:`speechbrain_turbo.manifests.RowProblem`).
         label_key : str
             The entry field holding the label.
         labels : collection of str, optional

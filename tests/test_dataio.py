@@ -12,11 +12,11 @@ from speechbrain_turbo.dataio import (
     audio_text_datasets,
     count_labels,
     load_audio,
-    read_manifest,
     resampling_ratio,
     transcript_group_ids,
 )
 from speechbrain_turbo.errors import MissingInputError
+from speechbrain_turbo.manifests import read_manifest
 
 
 def write_corpus(tmp_path, texts):
